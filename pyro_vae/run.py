@@ -1,0 +1,261 @@
+"""A training run: data + model/guide + Trainer + checkpoint + figures in one output folder.
+
+The CLI's ``train`` and every experiment script compose these functions; none has its own loop.
+Folder contents: ``checkpoint.pt``, ``metrics.csv`` (per-epoch ELBOs), ``curves.png``,
+``reconstructions.png``, ``prior_samples.png`` and ``evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from torch import nn
+
+from . import checkpoint, data, evaluate, plots, predictive
+from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .likelihoods import accepts_grey_levels
+from .runtime import resolve_device, set_seed
+from .train import Hook, Trainer
+
+
+@dataclass
+class Run:
+    """Everything a finished or restored run holds."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    model: nn.Module
+    guide: nn.Module
+    trainer: Trainer
+    data: data.Dataset
+    binarize: str
+    out: Path | None = None
+
+
+def resolve_binarize(binarize: str, model: nn.Module, dataset: data.Dataset) -> str:
+    """``auto`` -> ``dynamic`` for 0/1 likelihoods, ``none`` for grey-level ones; refuse grey
+    levels for a 0/1 likelihood."""
+    grey_ok = accepts_grey_levels(model.likelihood, dataset.x_dim)
+    if binarize == "auto":
+        return "none" if grey_ok or dataset.is_binary else "dynamic"
+    if binarize not in data.BINARIZATIONS:
+        raise ValueError(
+            f"unknown binarization {binarize!r}; choose one of {('auto', *data.BINARIZATIONS)}"
+        )
+    if binarize == "none" and not grey_ok and not dataset.is_binary:
+        name = type(model.likelihood).__name__
+        raise ValueError(
+            f"the {name} likelihood needs 0/1 data, but binarize='none' keeps the grey levels "
+            f"of {dataset.name}: use binarize 'dynamic' or 'fixed', or a grey-level likelihood "
+            "(--likelihood cbernoulli)"
+        )
+    return binarize
+
+
+def build(
+    model_config: ModelConfig, train_config: TrainConfig, dataset: data.Dataset | None = None
+) -> Run:
+    """Load data and build model, guide and trainer on the configured device (no training)."""
+    device = resolve_device(train_config.device)
+    set_seed(train_config.seed)
+    if dataset is None:
+        dataset = data.load(train_config.dataset, train_config.data_dir)
+    dataset = dataset.subset(train_config.train_size, train_config.test_size)
+    model_config = replace(model_config, x_dim=dataset.x_dim)
+    model, guide = model_config.build()
+    binarize = resolve_binarize(train_config.binarize, model, dataset)
+    dataset = data.prepare(dataset, binarize, seed=train_config.seed).to(device)
+    evaluate.check_data(model, dataset.test)
+    if binarize == "none":
+        evaluate.check_data(model, dataset.train)
+    model.to(device)
+    guide.to(device)
+    trainer = Trainer(model, guide, train_config, device)
+    return Run(model_config, train_config, model, guide, trainer, dataset, binarize)
+
+
+class RunFolder:
+    """Training hook: after each epoch, rewrite metrics.csv and the checkpoint atomically."""
+
+    def __init__(self, run: Run, out: Path) -> None:
+        self.run, self.out = run, out
+
+    def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None:
+        write_metrics(self.out / "metrics.csv", trainer.history)
+        save_checkpoint(self.run, self.out / "checkpoint.pt")
+
+
+def save_checkpoint(run: Run, path: Path) -> Path:
+    return checkpoint.save(
+        path,
+        {
+            "model_config": to_dict(run.model_config),
+            "train_config": to_dict(run.train_config),
+            "data": {
+                "name": run.data.name,
+                "image_shape": list(run.data.image_shape),
+                "binarize": run.binarize,
+                "source": run.data.source,
+            },
+            "trainer": run.trainer.state_dict(),
+        },
+    )
+
+
+def write_metrics(path: Path, history: Sequence[dict[str, float]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    hooks: Sequence[Hook] = (),
+    progress: bool | None = None,
+    dataset: data.Dataset | None = None,
+) -> tuple[Run, dict[str, Any]]:
+    """Train (or, with ``resume``, continue) a run in folder ``out``, then evaluate it and write
+    its figures. Returns the run and the evaluation summary."""
+    out = Path(out)
+    ckpt_path = out / "checkpoint.pt"
+    if resume:
+        saved = checkpoint.load(ckpt_path)
+        model_config = from_dict(ModelConfig, saved["model_config"])
+        train_config = replace(
+            from_dict(TrainConfig, saved["train_config"]),
+            epochs=train_config.epochs,
+            device=train_config.device,
+            data_dir=train_config.data_dir or saved["train_config"].get("data_dir"),
+        )
+    elif ckpt_path.exists():
+        raise FileExistsError(
+            f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
+        )
+    run = build(model_config, train_config, dataset)
+    run.out = out
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
+    print(f"output folder: {out}", file=sys.stderr)
+    print(
+        f"data: {run.data.name} ({run.data.train.shape[0]} train / {run.data.test.shape[0]} test, "
+        f"binarization: {run.binarize}) from {run.data.source}; device: {run.trainer.device}",
+        file=sys.stderr,
+    )
+    run.trainer.fit(
+        run.data.train,
+        train_config.epochs,
+        test=run.data.test,
+        dynamic=run.binarize == "dynamic",
+        hooks=[RunFolder(run, out), *hooks],
+        progress=progress,
+    )
+    result = finish(run, out)
+    print(f"output folder: {out}", file=sys.stderr)
+    return run, result
+
+
+def finish(run: Run, out: Path) -> dict[str, Any]:
+    """Evaluate on the test set and write evaluation.json and the figures."""
+    k = run.train_config.ll_samples
+    result = evaluate.summary(run.model, run.guide, run.data.test, k)
+    history = run.trainer.history
+    result |= describe(run)
+    if history:
+        result["seconds_per_epoch_median"] = statistics.median(r["seconds"] for r in history)
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_figures(run, out)
+    print(format_summary(result), file=sys.stderr)
+    return result
+
+
+def describe(run: Run) -> dict[str, Any]:
+    return {
+        "dataset": run.data.name,
+        "data_source": run.data.source,
+        "binarization": run.binarize,
+        "epochs": run.trainer.epoch,
+        "model_config": to_dict(run.model_config),
+        "device": str(run.trainer.device),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+        },
+    }
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    line = (
+        f"{result['dataset']} test ({result['n_data']} data, {result['binarization']} "
+        f"binarization, {result['epochs']} epochs): ELBO {result['elbo']:.2f} nats"
+    )
+    if "log_likelihood" in result:
+        line += (
+            f", log p(x) {result['log_likelihood']:.2f} ± {result['log_likelihood_stderr']:.2f}"
+            f" nats (k={result['importance_samples']} importance samples)"
+        )
+    return line
+
+
+def write_figures(run: Run, out: Path, n: int = 10) -> None:
+    shape = run.data.image_shape
+    if run.trainer.history:
+        plots.save_curves(out / "curves.png", run.trainer.history)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(run.data.test.shape[0], generator=gen)[:n].to(run.data.test.device)
+    x = run.data.test[idx]
+    recon = predictive.reconstruct(run.model, run.guide, x)
+    plots.save_grid(
+        out / "reconstructions.png",
+        torch.cat([x, recon]),
+        shape,
+        ncol=n,
+        title="test data (top) and reconstructions E[x|z], z = mean of q(z|x) (bottom)",
+    )
+    write_prior_samples(run.model, shape, out / "prior_samples.png")
+
+
+def write_prior_samples(model: nn.Module, image_shape: Sequence[int], path: Path) -> None:
+    draws = predictive.prior_predictive(model, 100)
+    plots.save_grid(path, draws["mean"], image_shape, ncol=10, title="E[x|z], z ~ p(z)")
+
+
+def load(path: str | os.PathLike, device: str = "auto", dataset: bool = True) -> Run:
+    """Restore a run from its checkpoint (model, guide, optimizer, RNG), with its test data."""
+    saved = checkpoint.load(path)
+    model_config = from_dict(ModelConfig, saved["model_config"])
+    train_config = replace(from_dict(TrainConfig, saved["train_config"]), device=device)
+    ds = None
+    if not dataset:
+        shape = tuple(saved["data"]["image_shape"])
+        empty = torch.zeros(1, model_config.x_dim)
+        ds = data.Dataset(saved["data"]["name"], empty, empty, shape, "(not loaded)")
+        train_config = replace(train_config, binarize="none")
+    run = build(model_config, train_config, ds)
+    run.trainer.load_state_dict(saved["trainer"], str(path))
+    run.out = Path(path).parent
+    if not dataset:
+        run.binarize = saved["data"]["binarize"]
+    return run
+
+
+__all__ = ["Run", "build", "finish", "load", "train"]

@@ -1,0 +1,67 @@
+"""Device choice, seeding and the Pyro settings the training path runs under."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` = CUDA when available, else CPU. Asking for CUDA without it is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"--device {name} asked for CUDA, but torch {torch.__version__} sees no CUDA device; "
+            "use --device cpu or --device auto"
+        )
+    return device
+
+
+def set_seed(seed: int) -> None:
+    """Seed torch, numpy and Python's random (``pyro.set_rng_seed``)."""
+    pyro.set_rng_seed(seed)
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())  # type: ignore[union-attr]
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def module_local_params(*modules: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Run ``modules`` with parameters owned by the nn.Modules, not Pyro's global param store.
+
+    With ``enabled=False`` (needed by Pyro 1.9.2's Jit ELBOs, which read parameters from the
+    param store) the run still gets a fresh, private param store, so names of other models in
+    the process cannot leak in.
+    """
+    if enabled:
+        for module in modules:
+            _allow_local_params(module)
+    with pyro.settings.context(module_local_params=enabled), pyro.get_param_store().scope():
+        yield
+
+
+def _allow_local_params(module: nn.Module) -> None:
+    # Pyro 1.9.2: a PyroModule built while module_local_params was off lacks the private
+    # parameter state that module-local mode reads (AttributeError 'param_state' on call).
+    # The state is an empty dict until used, so adding it lets models built either way (e.g.
+    # for the SVI contract) also run module-local. Only roots matter: submodules share them.
+    if isinstance(module, PyroModule) and not hasattr(module._pyro_context, "param_state"):
+        module._pyro_context.param_state = {"params": {}, "constraints": {}}

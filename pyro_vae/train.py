@@ -1,0 +1,190 @@
+"""The one training routine: SVI on the ELBO of a (model, guide) pair.
+
+``Trainer`` wraps ``elbo(model, guide)`` (Pyro's ``ELBOModule``: an ``nn.Module`` whose
+parameters are the model's and the guide's) and one fused torch Adam over all of them. The same
+model and guide also work with plain ``pyro.infer.SVI`` and a user's own optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import pyro
+import torch
+from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import evaluate
+from .config import TrainConfig, choose
+from .runtime import module_local_params, rng_state, set_rng_state
+
+ELBOS: dict[str, type[ELBO]] = {
+    "trace": Trace_ELBO,
+    "meanfield": TraceMeanField_ELBO,
+    "jit-trace": JitTrace_ELBO,
+}
+# Pyro 1.9.2's Jit ELBOs trace parameters out of the global param store, so they cannot run
+# with module-local parameters (KeyError on the first step); they get a private store instead.
+PARAM_STORE_ELBOS = (JitTrace_ELBO,)
+
+
+def make_elbo(name: str = "trace", num_particles: int = 1) -> ELBO:
+    """An ELBO estimator by name, with ``num_particles`` vectorized particles."""
+    cls = choose(ELBOS, name, "ELBO")
+    kwargs: dict[str, Any] = {
+        "num_particles": num_particles,
+        "vectorize_particles": num_particles > 1,
+        "max_plate_nesting": 1,
+    }
+    if issubclass(cls, PARAM_STORE_ELBOS):
+        kwargs["ignore_jit_warnings"] = True
+    return cls(**kwargs)
+
+
+class Hook(Protocol):
+    """Called by :meth:`Trainer.fit`; both methods are optional."""
+
+    def on_step(self, trainer: Trainer) -> None: ...
+    def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None: ...
+
+
+class Trainer:
+    """SVI for one (model, guide) pair: state, one epoch loop, and exact resume.
+
+    Args:
+        model, guide: Pyro model and guide (``nn.Module`` s), already on ``device``.
+        config: learning rate, ELBO, particles, batch size.
+        device: where the data and modules live.
+    """
+
+    def __init__(
+        self, model: nn.Module, guide: nn.Module, config: TrainConfig, device: torch.device
+    ) -> None:
+        self.model, self.guide, self.config, self.device = model, guide, config, device
+        self.elbo = make_elbo(config.elbo, config.num_particles)
+        self.loss = self.elbo(model, guide)
+        self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
+        self.optimizer = torch.optim.Adam(
+            self.loss.parameters(), lr=config.lr, fused=_fused_adam_ok(device)
+        )
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self._validated = False
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "modules": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "rng": rng_state(self.device),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: str = "checkpoint") -> None:
+        from .checkpoint import load_modules
+
+        load_modules(self.loss, state["modules"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history = [dict(row) for row in state["history"]]
+        set_rng_state(state["rng"], self.device)
+
+    # -- training --------------------------------------------------------------------------
+    def fit(
+        self,
+        train: Tensor,
+        epochs: int,
+        *,
+        test: Tensor | None = None,
+        dynamic: bool = False,
+        hooks: Sequence[Hook] = (),
+        progress: bool | None = None,
+    ) -> list[dict[str, float]]:
+        """Train until ``self.epoch == epochs``; returns the per-epoch history.
+
+        Each epoch draws a fresh permutation of ``train`` (one tensor on the device); with
+        ``dynamic`` each batch is a new Bernoulli draw of the grey levels. After each epoch the
+        row ``{epoch, step, train_elbo, test_elbo, seconds}`` (ELBO in nats per datum) is
+        appended and passed to the hooks' ``on_epoch``.
+        """
+        from .data import batches
+
+        on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
+        on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
+        n = train.shape[0]
+        steps_per_epoch = math.ceil(n / self.config.batch_size)
+        with module_local_params(self.model, self.guide, enabled=self.local_params):
+            while self.epoch < epochs:
+                start = time.perf_counter()
+                self.loss.train()
+                total = torch.zeros((), device=self.device)
+                bar = tqdm(
+                    total=steps_per_epoch,
+                    desc=f"epoch {self.epoch + 1}/{epochs}",
+                    disable=(not progress) if progress is not None else None,
+                    leave=False,
+                    unit="step",
+                )
+                for i, x in enumerate(batches(train, self.config.batch_size, dynamic)):
+                    total += self._step(x)
+                    self.step += 1
+                    for fn in on_step:
+                        fn(self)
+                    if i % 50 == 49 or i == steps_per_epoch - 1:
+                        running = total.item() / min(n, (i + 1) * self.config.batch_size)
+                        self._check_finite(running)
+                        bar.set_postfix(loss=f"{running:.2f}")
+                        bar.update(i + 1 - bar.n)
+                bar.close()
+                self.epoch += 1
+                row = {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "train_elbo": -total.item() / n,
+                    "test_elbo": math.nan,
+                    "seconds": time.perf_counter() - start,
+                }
+                if test is not None:
+                    row["test_elbo"] = self.test_elbo(test)
+                self.history.append(row)
+                for fn in on_epoch:
+                    fn(self, row)
+        return self.history
+
+    def _step(self, x: Tensor) -> Tensor:
+        # Pyro's shape and support validation runs on the first step only: it costs ~2 ms per
+        # step here, and the data were checked against the likelihood's support up front.
+        with pyro.validation_enabled(not self._validated):
+            loss = self.loss(x)
+        self._validated = True
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _check_finite(self, running: float) -> None:
+        if not math.isfinite(running):
+            raise FloatingPointError(
+                f"the loss became {running} in epoch {self.epoch + 1} (step {self.step}): "
+                "training diverged; lower the learning rate (--lr) or check the data scaling; "
+                "the last checkpoint holds the state before this epoch"
+            )
+
+    @torch.no_grad()
+    def test_elbo(self, x: Tensor) -> float:
+        """Mean test ELBO per datum (nats), one sample of z per datum."""
+        self.loss.eval()
+        return evaluate.elbo(self.model, self.guide, x)
+
+
+def _fused_adam_ok(device: torch.device) -> bool:
+    # torch's fused Adam: one kernel for all parameters (CPU since torch 2.4, CUDA earlier).
+    return device.type in ("cpu", "cuda")
+
