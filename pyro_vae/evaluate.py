@@ -24,7 +24,7 @@ from .likelihoods import check_support
 from .runtime import module_local_params
 
 # decoder outputs held at once (samples x data) while estimating log p(x)
-MAX_ELEMENTS = 1 << 14
+MAX_ELEMENTS = 1 << 13
 
 
 def check_data(model: nn.Module, x: Tensor) -> None:

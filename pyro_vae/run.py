@@ -94,6 +94,12 @@ class RunFolder:
     def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None:
         write_metrics(self.out / "metrics.csv", trainer.history)
         save_checkpoint(self.run, self.out / "checkpoint.pt")
+        print(
+            f"epoch {row['epoch']}/{self.run.train_config.epochs}: train ELBO "
+            f"{row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f} nats "
+            f"({row['seconds']:.1f} s)",
+            file=sys.stderr,
+        )
 
 
 def save_checkpoint(run: Run, path: Path) -> Path:

@@ -1,0 +1,1 @@
+"""SVI experiment scripts: ``python -m experiments.NAME`` (each has ``main(argv)`` and ``--smoke``)."""

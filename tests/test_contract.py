@@ -1,0 +1,100 @@
+"""The contract in the README, exactly as written, and that every Pyro ELBO accepts the pair."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import (
+    SVI,
+    JitTrace_ELBO,
+    Predictive,
+    RenyiELBO,
+    Trace_ELBO,
+    TraceGraph_ELBO,
+    TraceMeanField_ELBO,
+)
+from pyro.optim import Adam
+
+from pyro_vae import guides, likelihoods, models, priors
+
+
+def test_readme_contract(binary_batch):
+    x = binary_batch
+    # --- verbatim from README.md ---
+    import pyro, torch  # noqa: E401, F811, I001
+    from pyro.infer import SVI, Trace_ELBO  # noqa: F811
+    from pyro.optim import Adam  # noqa: F811
+    from pyro_vae import models, guides, priors, likelihoods  # noqa: F811
+
+    model = models.VAEModel(x_dim=784, z_dim=50, hidden=(500, 500),
+                            prior=priors.StandardNormal(50), likelihood=likelihoods.Bernoulli())
+    guide = guides.NormalGuide(x_dim=784, z_dim=50, hidden=(500, 500))
+    svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    loss = svi.step(x)
+    # --- end ---
+    assert math.isfinite(loss) and loss > 0  # -ELBO of binary data is positive
+    losses = [svi.step(x) for _ in range(30)]
+    assert sum(losses[-5:]) < sum(losses[:5]) < 5 * loss
+    # SVI trained the modules' own parameters, through Pyro's param store
+    names = set(pyro.get_param_store().keys())
+    assert {"decoder$$$0.weight", "encoder$$$0.weight"} <= names
+
+
+def test_model_and_guide_share_the_latent_site(binary_batch):
+    model, guide = models.VAEModel(784, 4, (16,)), guides.NormalGuide(784, 4, (16,))
+    gt = poutine.trace(guide).get_trace(binary_batch)
+    mt = poutine.trace(poutine.replay(model, trace=gt)).get_trace(binary_batch)
+    assert [n for n in gt.stochastic_nodes if n != "data"] == ["z"]
+    assert [n for n in mt.stochastic_nodes if n != "data"] == ["z"]
+    assert mt.observation_nodes == ["x"]
+    assert torch.equal(mt.nodes["z"]["value"], gt.nodes["z"]["value"])
+    assert mt.nodes["x"]["fn"].event_shape == (784,)
+    assert mt.nodes["z"]["cond_indep_stack"][0].name == "data"
+
+
+def test_prior_and_posterior_predictive(binary_batch):
+    model, guide = models.VAEModel(784, 4, (16,)), guides.NormalGuide(784, 4, (16,))
+    prior_draws = Predictive(model, num_samples=1)(batch_size=6)
+    assert prior_draws["x"].shape == (1, 6, 784) and prior_draws["z"].shape == (1, 6, 4)
+    assert set(prior_draws["x"].unique().tolist()) <= {0.0, 1.0}
+    post = Predictive(poutine.uncondition(model), guide=guide, num_samples=3,
+                      return_sites=["x", "z"])(binary_batch[:5])
+    assert post["x"].shape == (3, 5, 784)
+    # x was resampled, not copied from the observation
+    assert not torch.equal(post["x"][0], binary_batch[:5])
+
+
+ELBOS = [
+    Trace_ELBO(),
+    TraceMeanField_ELBO(),
+    TraceGraph_ELBO(),
+    Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1),
+    RenyiELBO(alpha=0, num_particles=5, vectorize_particles=True, max_plate_nesting=1),
+    JitTrace_ELBO(ignore_jit_warnings=True),
+]
+
+
+@pytest.mark.parametrize("elbo", ELBOS, ids=lambda e: type(e).__name__ + str(e.num_particles))
+def test_every_elbo_accepts_the_pair(elbo, binary_batch):
+    model, guide = models.VAEModel(784, 4, (32,)), guides.NormalGuide(784, 4, (32,))
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), elbo)
+    losses = [svi.step(binary_batch) for _ in range(15)]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+
+
+def test_svi_with_users_own_torch_optimizer(binary_batch):
+    model, guide = models.VAEModel(784, 4, (32,)), guides.NormalGuide(784, 4, (32,))
+    loss_fn = Trace_ELBO()(model, guide)  # an nn.Module
+    opt = torch.optim.SGD(loss_fn.parameters(), lr=1e-4)
+    first = loss_fn(binary_batch)
+    for _ in range(10):
+        opt.zero_grad()
+        loss = loss_fn(binary_batch)
+        loss.backward()
+        opt.step()
+    assert loss.item() < first.item()

@@ -1,0 +1,203 @@
+"""Priors, likelihoods, guides and nets: values on hand cases, swapping, and clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import Adam
+from torch import nn
+
+from pyro_vae import guides, likelihoods, models, priors
+from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.nets import ACTIVATIONS, MLP
+from pyro_vae.train import Trainer
+
+
+def test_bernoulli_log_prob_hand_case():
+    logits = torch.tensor([[0.0, 2.0, -1.0]])
+    x = torch.tensor([[1.0, 0.0, 1.0]])
+    expected = math.log(0.5) + math.log(1 - 1 / (1 + math.exp(-2))) + math.log(1 / (1 + math.e))
+    d = likelihoods.Bernoulli()(logits)
+    assert d.batch_shape == (1,) and d.event_shape == (3,)
+    assert d.log_prob(x).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_continuous_bernoulli_log_prob_hand_case():
+    # CB(x; p) = C(p) p^x (1-p)^(1-x), C(p) = 2 atanh(1-2p) / (1-2p)
+    p, x = 0.8, 0.3
+    norm = 2 * math.atanh(1 - 2 * p) / (1 - 2 * p)
+    expected = math.log(norm) + x * math.log(p) + (1 - x) * math.log(1 - p)
+    logit = math.log(p / (1 - p))
+    d = likelihoods.ContinuousBernoulli()(torch.tensor([[logit]]))
+    assert d.log_prob(torch.tensor([[x]])).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_normal_likelihood_fixed_and_learned_scale():
+    d = likelihoods.Normal(scale=2.0)(torch.zeros(1, 2))
+    expected = 2 * (-0.5 * math.log(2 * math.pi * 4.0) - 0.5 * 1.0 / 4.0)
+    assert d.log_prob(torch.ones(1, 2)).item() == pytest.approx(expected, rel=1e-6)
+    learned = likelihoods.Normal()
+    assert [n for n, _ in learned.named_parameters()] == ["log_scale"]
+    with pytest.raises(ValueError, match="positive"):
+        likelihoods.Normal(scale=0.0)
+
+
+def test_bernoulli_refuses_grey_levels_with_a_clear_message():
+    model = models.VAEModel(4, 2, (8,))
+    with pytest.raises(ValueError, match=r"outside the support of the Bernoulli.*binarize"):
+        model(torch.full((3, 4), 0.5))
+
+
+def test_continuous_bernoulli_refuses_values_outside_unit_interval():
+    model = models.VAEModel(4, 2, (8,), likelihood=likelihoods.ContinuousBernoulli())
+    model(torch.full((3, 4), 0.5))  # grey levels are fine
+    with pytest.raises(ValueError, match=r"ContinuousBernoulli.*1/255"):
+        model(torch.full((3, 4), 255.0))
+
+
+def test_nan_data_is_refused():
+    model = models.VAEModel(4, 2, (8,), likelihood=likelihoods.Normal(1.0))
+    x = torch.zeros(2, 4)
+    x[0, 1] = math.nan
+    with pytest.raises(ValueError, match="NaN: True"):
+        model(x)
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.zeros(3, 5), r"shape \(batch, 4\); got \(3, 5\)"),
+        (torch.zeros(3, 2, 2), r"shape \(batch, 4\)"),
+        (torch.zeros(3, 4, dtype=torch.uint8), "float tensor"),
+        ([[0.0] * 4], "got list"),
+    ],
+)
+def test_wrong_data_shapes_and_types(x, match):
+    with pytest.raises(ValueError, match=match):
+        models.VAEModel(4, 2, (8,))(x)
+
+
+def test_model_needs_data_or_batch_size_and_guide_needs_data():
+    with pytest.raises(ValueError, match="batch_size"):
+        models.VAEModel(4, 2, (8,))()
+    with pytest.raises(ValueError, match="encodes data"):
+        guides.NormalGuide(4, 2, (8,))()
+
+
+def test_user_distribution_as_prior_and_users_three_line_likelihood():
+    prior = dist.Laplace(torch.zeros(3), torch.ones(3)).to_event(1)
+
+    def laplace_likelihood(out):
+        return dist.Laplace(out, 0.5).to_event(1)
+
+    model = models.VAEModel(6, 3, (16,), prior=prior, likelihood=laplace_likelihood)
+    guide = guides.NormalGuide(6, 3, (16,))
+    x = torch.randn(20, 6)
+    tr = poutine.trace(model).get_trace(x)
+    assert isinstance(tr.nodes["z"]["fn"].base_dist, dist.Laplace)
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
+    losses = [svi.step(x) for _ in range(40)]
+    assert losses[-1] < losses[0]
+
+
+class LearnedNormal(nn.Module):
+    """A user's learned prior: p(z) = N(m, diag(exp(s))^2)."""
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(z_dim))
+        self.log_scale = nn.Parameter(torch.zeros(z_dim))
+
+    def forward(self):
+        return dist.Normal(self.loc, self.log_scale.exp()).to_event(1)
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["trainer", "svi"])
+def test_learned_prior_parameters_are_trained(local):
+    prior = LearnedNormal(2)
+    model = models.VAEModel(6, 2, (8,), prior=prior, likelihood=likelihoods.Normal(0.5))
+    guide = guides.NormalGuide(6, 2, (8,))
+    x = torch.randn(64, 6) + 3.0
+    if local:
+        trainer = Trainer(model, guide, TrainConfig(batch_size=64, lr=1e-2), torch.device("cpu"))
+        assert any(p is prior.loc for p in trainer.loss.parameters())
+        trainer.fit(x, epochs=20, progress=False)
+    else:
+        svi = SVI(model, guide, Adam({"lr": 1e-2}), Trace_ELBO())
+        for _ in range(20):
+            svi.step(x)
+    assert prior.loc.abs().sum() > 0 and prior.log_scale.abs().sum() > 0
+
+
+def test_guide_never_sees_the_prior():
+    guide = guides.NormalGuide(6, 2, (8,))
+    assert not any("prior" in name for name, _ in guide.named_modules())
+
+
+@pytest.mark.parametrize(
+    "prior, error, match",
+    [
+        (dist.Normal(torch.zeros(3), 1.0), ValueError, r"event_shape \(3,\)"),
+        (dist.Normal(torch.zeros(2, 3), 1.0).to_event(1), ValueError, r"batch_shape \(\)"),
+        (dist.Normal(torch.zeros(4), 1.0).to_event(1), ValueError, r"got event_shape \(4,\)"),
+        ("standard-normal", TypeError, "got str"),
+        (lambda: 3, TypeError, "must return a torch Distribution"),
+    ],
+)
+def test_bad_priors(prior, error, match):
+    with pytest.raises(error, match=match):
+        models.VAEModel(6, 3, (8,), prior=prior)
+
+
+def test_guide_scale_is_positive_even_for_extreme_inputs():
+    guide = guides.NormalGuide(4, 2, (8,))
+    with torch.no_grad():
+        for p in guide.parameters():
+            p.fill_(-50.0)
+    q = guide.posterior(torch.ones(3, 4))
+    assert (q.base_dist.scale > 0).all() and q.event_shape == (2,)
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+def test_activations_and_linear_mlp(act):
+    net = MLP(3, (5, 7), 2, act)
+    assert net(torch.zeros(4, 3)).shape == (4, 2)
+    assert isinstance(net[1], ACTIVATIONS[act])
+    assert len(MLP(3, (), 2)) == 1  # hidden=() is one affine map
+
+
+def test_unknown_names_list_the_choices():
+    with pytest.raises(ValueError, match=r"unknown activation 'gelu'; choose one of"):
+        MLP(3, (4,), 2, "gelu")
+    with pytest.raises(ValueError, match=r"unknown likelihood 'poisson'; choose one of"):
+        ModelConfig(likelihood="poisson")
+    with pytest.raises(ValueError, match=r"unknown prior 'vamp'"):
+        ModelConfig(prior="vamp")
+
+
+def test_params_per_pixel_widens_the_decoder():
+    class TwoParam(nn.Module):
+        params_per_pixel = 2
+
+        def forward(self, out):
+            loc, log_scale = out.chunk(2, -1)
+            return dist.Normal(loc, log_scale.exp()).to_event(1)
+
+    model = models.VAEModel(5, 2, (8,), likelihood=TwoParam())
+    assert model.decoder.out_dim == 10
+    tr = poutine.trace(model).get_trace(torch.randn(3, 5))
+    assert tr.nodes["x"]["fn"].event_shape == (5,)
+
+
+def test_generation_and_decode():
+    model = models.VAEModel(6, 2, (8,))
+    x = model(batch_size=7)
+    assert x.shape == (7, 6)
+    assert model.decode(torch.zeros(1, 2)).mean.shape == (1, 6)
+    assert pyro.get_param_store().keys()  # default (non-local) mode registers the params

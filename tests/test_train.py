@@ -1,0 +1,181 @@
+"""The training routine, runs, checkpoints (round trip, exact resume, bad files), bad input."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyro_vae import checkpoint, data, guides, models
+from pyro_vae import run as runs
+from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.runtime import resolve_device
+from pyro_vae.train import Trainer
+
+CPU = torch.device("cpu")
+SMALL = ModelConfig(z_dim=4, hidden=(32,))
+
+
+@pytest.fixture
+def small_config(tiny_mnist_dir) -> TrainConfig:
+    return TrainConfig(
+        dataset="mnist", data_dir=str(tiny_mnist_dir), train_size=256, test_size=64,
+        epochs=2, batch_size=32, ll_samples=8, lr=3e-3,
+    )
+
+
+def blobs(n: int = 256, d: int = 12) -> torch.Tensor:
+    return torch.bernoulli(torch.rand(n, 1).expand(n, d).clone())
+
+
+@pytest.mark.parametrize("elbo, particles", [("trace", 1), ("meanfield", 1), ("trace", 3),
+                                             ("jit-trace", 1)])
+def test_trainer_improves_the_elbo(elbo, particles):
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    config = TrainConfig(batch_size=32, lr=1e-2, elbo=elbo, num_particles=particles)
+    trainer = Trainer(model, guide, config, CPU)
+    x = blobs()
+    history = trainer.fit(x, epochs=6, test=x[:64], progress=False)
+    assert [r["epoch"] for r in history] == list(range(1, 7))
+    assert history[-1]["step"] == 6 * 8
+    assert all(r["train_elbo"] < 0 and r["test_elbo"] < 0 for r in history)
+    assert history[-1]["test_elbo"] > history[0]["test_elbo"] + 1
+
+
+def test_trainer_uses_one_fused_adam_over_every_parameter():
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    trainer = Trainer(model, guide, TrainConfig(), CPU)
+    assert len(trainer.optimizer.param_groups) == 1
+    assert trainer.optimizer.param_groups[0]["fused"] is True
+    owned = {id(p) for p in [*model.parameters(), *guide.parameters()]}
+    assert {id(p) for p in trainer.optimizer.param_groups[0]["params"]} == owned
+
+
+def test_hooks_see_every_step_and_epoch():
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    trainer = Trainer(model, guide, TrainConfig(batch_size=50), CPU)
+
+    class Count:
+        steps, rows = 0, []
+
+        def on_step(self, t):
+            self.steps += 1
+
+        def on_epoch(self, t, row):
+            self.rows.append(row)
+
+    hook = Count()
+    trainer.fit(blobs(120), epochs=2, hooks=[hook], progress=False)
+    assert hook.steps == 6 and [r["epoch"] for r in hook.rows] == [1, 2]
+
+
+def test_nan_loss_is_a_clear_error():
+    def broken(out):
+        return dist.Normal(out * math.nan, 1.0, validate_args=False).to_event(1)
+
+    model = models.VAEModel(12, 2, (16,), likelihood=broken)
+    trainer = Trainer(model, guides.NormalGuide(12, 2, (16,)), TrainConfig(batch_size=64), CPU)
+    with pytest.raises(FloatingPointError, match=r"loss became nan in epoch 1.*--lr"):
+        trainer.fit(torch.randn(128, 12), epochs=1, progress=False)
+
+
+def test_run_writes_its_folder(small_config, tmp_path, capsys):
+    run, result = runs.train(SMALL, small_config, tmp_path / "run", progress=False)
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"checkpoint.pt", "metrics.csv", "curves.png", "reconstructions.png",
+            "prior_samples.png", "evaluation.json"} <= files
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "step", "train_elbo", "test_elbo", "seconds"}
+    assert result["binarization"] == "dynamic" and result["importance_samples"] == 8
+    # log p(x) estimate is at least the ELBO (up to noise) and both are negative
+    assert result["elbo"] - 1.0 < result["log_likelihood"] < 0
+    assert f"output folder: {tmp_path / 'run'}" in capsys.readouterr().err
+    with pytest.raises(FileExistsError, match="--resume"):
+        runs.train(SMALL, small_config, tmp_path / "run", progress=False)
+
+
+def test_resume_continues_exactly(small_config, tmp_path):
+    straight, _ = runs.train(SMALL, small_config, tmp_path / "a", progress=False)
+    runs.train(SMALL, replace(small_config, epochs=1), tmp_path / "b", progress=False)
+    resumed, _ = runs.train(SMALL, small_config, tmp_path / "b", resume=True, progress=False)
+    a, b = straight.trainer.state_dict(), resumed.trainer.state_dict()
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
+    for key, value in a["modules"].items():
+        assert torch.equal(value, b["modules"][key]), key
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                      strict=True):
+        assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(a["history"]) == drop(b["history"])
+
+
+def test_checkpoint_round_trip_restores_model_and_guide(small_config, tmp_path):
+    run, _ = runs.train(SMALL, replace(small_config, epochs=1), tmp_path / "r", progress=False)
+    loaded = runs.load(tmp_path / "r" / "checkpoint.pt", device="cpu")
+    assert loaded.model_config == run.model_config
+    x = loaded.data.test[:5]
+    assert torch.equal(loaded.guide.posterior(x).mean, run.guide.posterior(x).mean)
+    assert torch.equal(loaded.model.decoder(torch.ones(1, 4)), run.model.decoder(torch.ones(1, 4)))
+
+
+def test_bad_checkpoints_give_one_line_errors(small_config, tmp_path):
+    runs.train(SMALL, replace(small_config, epochs=1), tmp_path / "r", progress=False)
+    good = tmp_path / "r" / "checkpoint.pt"
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:2000])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    code = tmp_path / "code.pt"
+    torch.save({"format": checkpoint.FORMAT, "x": data.Dataset}, code)  # pickled class: refused
+    for path, match in [
+        (tmp_path / "missing.pt", "no checkpoint at"),
+        (cut, "not a readable checkpoint.*truncated or corrupt"),
+        (foreign, "not a 'pyro-vae checkpoint v1' file"),
+        (code, "not a readable checkpoint"),
+    ]:
+        with pytest.raises(checkpoint.CheckpointError, match=match) as err:
+            runs.load(path)
+        assert "\n" not in str(err.value)
+    saved = checkpoint.load(good)
+    other = ModelConfig(z_dim=4, hidden=(64,)).build()
+    trainer = Trainer(*other, small_config, CPU)
+    with pytest.raises(checkpoint.CheckpointError, match="different architecture.*shape"):
+        trainer.load_state_dict(saved["trainer"], str(good))
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = checkpoint.save(tmp_path / "c.pt", {"x": torch.ones(2)})
+    before = path.read_bytes()
+
+    def fail(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, {"x": torch.zeros(2)})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_binarization_choice_and_refusal(small_config):
+    run = runs.build(SMALL, replace(small_config, binarize="auto"))
+    assert run.binarize == "dynamic" and not run.data.is_binary
+    grey = runs.build(replace(SMALL, likelihood="cbernoulli"), small_config)
+    assert grey.binarize == "none"
+    with pytest.raises(ValueError, match=r"Bernoulli likelihood needs 0/1 data.*cbernoulli"):
+        runs.build(SMALL, replace(small_config, binarize="none"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="sees no CUDA device; use --device cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == CPU
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
