@@ -1,1 +1,1 @@
-"""SVI experiment scripts: ``python -m experiments.NAME`` (each has ``main(argv)`` and ``--smoke``)."""
+"""SVI experiment scripts, run as ``python -m experiments.NAME`` (each with ``--smoke``)."""

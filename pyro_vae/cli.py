@@ -24,10 +24,17 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     m, t = ModelConfig(), TrainConfig()
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default=t.dataset, choices=sorted(data.DATASETS))
-    g.add_argument("--data-dir", default=None,
-                   help=f"folder with the data files (else ${data.ENV_VAR}, then downloads)")
-    g.add_argument("--binarize", default=t.binarize, choices=["auto", *data.BINARIZATIONS],
-                   help="auto: dynamic for bernoulli, none for grey-level likelihoods")
+    g.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"folder with the data files (else ${data.ENV_VAR}, then downloads)",
+    )
+    g.add_argument(
+        "--binarize",
+        default=t.binarize,
+        choices=["auto", *data.BINARIZATIONS],
+        help="auto: dynamic for bernoulli, none for grey-level likelihoods",
+    )
     g.add_argument("--train-size", type=int, default=None, help="use the first N training data")
     g.add_argument("--test-size", type=int, default=None, help="use the first N test data")
     g = parser.add_argument_group("model")
@@ -45,8 +52,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     g.add_argument("--particles", dest="num_particles", type=int, default=t.num_particles)
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--device", default=t.device, help="auto (CUDA if present), cpu, cuda[:N]")
-    g.add_argument("--ll-samples", type=int, default=t.ll_samples,
-                   help="importance samples for the final test log p(x) (0 skips it)")
+    g.add_argument(
+        "--ll-samples",
+        type=int,
+        default=t.ll_samples,
+        help="importance samples for the final test log p(x) (0 skips it)",
+    )
     g = parser.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default runs/DATASET-TIME)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -57,8 +68,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     values = vars(args)
     model_config = ModelConfig(
-        z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation,
-        prior=args.prior, likelihood=args.likelihood, guide=args.guide,
+        z_dim=args.z_dim,
+        hidden=tuple(args.hidden),
+        activation=args.activation,
+        prior=args.prior,
+        likelihood=args.likelihood,
+        guide=args.guide,
     )
     train_config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)})
     return model_config, train_config
@@ -68,7 +83,10 @@ def train_from_args(args: argparse.Namespace) -> dict:
     model_config, train_config = configs_from_args(args)
     out = args.out or f"runs/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     _, result = runs.train(
-        model_config, train_config, out, resume=args.resume,
+        model_config,
+        train_config,
+        out,
+        resume=args.resume,
         progress=False if args.no_progress else None,
     )
     return result
@@ -117,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (ValueError, RuntimeError, FileExistsError, FloatingPointError) as e:
         if isinstance(e, (checkpoint.CheckpointError, data.DataError)) or type(e) in (
-            ValueError, RuntimeError, FileExistsError, FloatingPointError,
+            ValueError,
+            RuntimeError,
+            FileExistsError,
+            FloatingPointError,
         ):
             print(f"pyro-vae: error: {e}", file=sys.stderr)
             return 1

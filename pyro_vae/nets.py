@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -30,12 +31,10 @@ class MLP(nn.Sequential):
     ``hidden=()`` gives a single affine map (the linear decoder of probabilistic PCA).
     """
 
-    def __init__(
-        self, in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "elu"
-    ) -> None:
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "elu") -> None:
         widths = [in_dim, *hidden]
         layers: list[nn.Module] = []
-        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+        for w_in, w_out in itertools.pairwise(widths):
             layers += [nn.Linear(w_in, w_out), activation(act)]
         layers.append(nn.Linear(widths[-1], out_dim))
         super().__init__(*layers)

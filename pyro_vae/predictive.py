@@ -32,7 +32,9 @@ def posterior_predictive(
     """``{"z", "x", "mean"}`` of shape (num_samples, batch, ...): x' ~ p(x'|z), z ~ q(z|x)."""
     with module_local_params(model, guide):
         predictive = Predictive(
-            poutine.uncondition(model), guide=guide, num_samples=num_samples,
+            poutine.uncondition(model),
+            guide=guide,
+            num_samples=num_samples,
             return_sites=["z", "x"],
         )
         draws = predictive(x)

@@ -187,4 +187,3 @@ class Trainer:
 def _fused_adam_ok(device: torch.device) -> bool:
     # torch's fused Adam: one kernel for all parameters (CPU since torch 2.4, CUDA earlier).
     return device.type in ("cpu", "cuda")
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pyro
 import pytest
 import torch
 from pyro import poutine
@@ -19,19 +18,24 @@ from pyro.infer import (
 )
 from pyro.optim import Adam
 
-from pyro_vae import guides, likelihoods, models, priors
+from pyro_vae import guides, models
 
 
 def test_readme_contract(binary_batch):
     x = binary_batch
     # --- verbatim from README.md ---
-    import pyro, torch  # noqa: E401, F811, I001
-    from pyro.infer import SVI, Trace_ELBO  # noqa: F811
-    from pyro.optim import Adam  # noqa: F811
-    from pyro_vae import models, guides, priors, likelihoods  # noqa: F811
+    import pyro  # noqa: I001
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.optim import Adam
+    from pyro_vae import models, guides, priors, likelihoods
 
-    model = models.VAEModel(x_dim=784, z_dim=50, hidden=(500, 500),
-                            prior=priors.StandardNormal(50), likelihood=likelihoods.Bernoulli())
+    model = models.VAEModel(
+        x_dim=784,
+        z_dim=50,
+        hidden=(500, 500),
+        prior=priors.StandardNormal(50),
+        likelihood=likelihoods.Bernoulli(),
+    )
     guide = guides.NormalGuide(x_dim=784, z_dim=50, hidden=(500, 500))
     svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
     loss = svi.step(x)
@@ -61,8 +65,9 @@ def test_prior_and_posterior_predictive(binary_batch):
     prior_draws = Predictive(model, num_samples=1)(batch_size=6)
     assert prior_draws["x"].shape == (1, 6, 784) and prior_draws["z"].shape == (1, 6, 4)
     assert set(prior_draws["x"].unique().tolist()) <= {0.0, 1.0}
-    post = Predictive(poutine.uncondition(model), guide=guide, num_samples=3,
-                      return_sites=["x", "z"])(binary_batch[:5])
+    post = Predictive(
+        poutine.uncondition(model), guide=guide, num_samples=3, return_sites=["x", "z"]
+    )(binary_batch[:5])
     assert post["x"].shape == (3, 5, 784)
     # x was resampled, not copied from the observation
     assert not torch.equal(post["x"][0], binary_batch[:5])

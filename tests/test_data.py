@@ -45,7 +45,7 @@ def test_truncated_and_foreign_idx_files_are_named(tmp_path):
 def test_mnist_from_data_dir_env_var_and_torchvision_layout(tiny_mnist_dir, tmp_path, monkeypatch):
     ds = data.load_mnist(tiny_mnist_dir)
     assert ds.train.shape == (60000, 784) and ds.test.shape == (10000, 784)
-    assert ds.train.dtype == torch.float32 and 0 <= ds.train.min() and ds.train.max() == 1
+    assert ds.train.dtype == torch.float32 and ds.train.min() >= 0 and ds.train.max() == 1
     assert ds.train_labels.shape == (60000,) and ds.image_shape == (28, 28)
     # $PYRO_VAE_DATA/<name>
     monkeypatch.setenv(data.ENV_VAR, str(tiny_mnist_dir.parent))
@@ -104,8 +104,18 @@ def test_fashion_mnist_from_debian_package():
 def test_real_shared_mnist():
     folder = needs_shared("mnist")
     ds = data.load_mnist(folder)
-    assert torch.bincount(ds.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958,
-                                                       1028, 974, 1009]
+    assert torch.bincount(ds.test_labels).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
     assert ds.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 
 

@@ -29,8 +29,9 @@ def set_linear_guide(guide, loc_weight, loc_bias, scale):
         layer.weight.zero_()
         layer.weight[:z_dim] = loc_weight
         layer.bias[:z_dim] = loc_bias
-        layer.bias[z_dim:] = torch.tensor([SOFTPLUS_INV(float(s) - guides.normal.MIN_SCALE)
-                                           for s in scale])
+        layer.bias[z_dim:] = torch.tensor(
+            [SOFTPLUS_INV(float(s) - guides.normal.MIN_SCALE) for s in scale]
+        )
 
 
 def set_linear_decoder(model, weight, bias):
@@ -56,8 +57,9 @@ def test_gaussian_elbo_matches_closed_form():
     kl = 0.5 * (mu**2 + s**2 - 1 - 2 * math.log(s))
     expected = float(expected_rec - kl)
     # analytic KL + Monte Carlo reconstruction term, and the fully Monte Carlo estimate
-    mf = -TraceMeanField_ELBO(num_particles=20000, vectorize_particles=True,
-                              max_plate_nesting=1).loss(model, guide, x)
+    mf = -TraceMeanField_ELBO(
+        num_particles=20000, vectorize_particles=True, max_plate_nesting=1
+    ).loss(model, guide, x)
     assert mf == pytest.approx(expected, abs=0.03)
     mc = evaluate.elbo(model, guide, x.expand(20000, 2), batch_size=20000)
     assert mc == pytest.approx(expected, abs=0.03)

@@ -13,7 +13,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from torch import nn
 
-from pyro_vae import guides, likelihoods, models, priors
+from pyro_vae import guides, likelihoods, models
 from pyro_vae.config import ModelConfig, TrainConfig
 from pyro_vae.nets import ACTIVATIONS, MLP
 from pyro_vae.train import Trainer

@@ -23,8 +23,14 @@ SMALL = ModelConfig(z_dim=4, hidden=(32,))
 @pytest.fixture
 def small_config(tiny_mnist_dir) -> TrainConfig:
     return TrainConfig(
-        dataset="mnist", data_dir=str(tiny_mnist_dir), train_size=256, test_size=64,
-        epochs=2, batch_size=32, ll_samples=8, lr=3e-3,
+        dataset="mnist",
+        data_dir=str(tiny_mnist_dir),
+        train_size=256,
+        test_size=64,
+        epochs=2,
+        batch_size=32,
+        ll_samples=8,
+        lr=3e-3,
     )
 
 
@@ -32,8 +38,9 @@ def blobs(n: int = 256, d: int = 12) -> torch.Tensor:
     return torch.bernoulli(torch.rand(n, 1).expand(n, d).clone())
 
 
-@pytest.mark.parametrize("elbo, particles", [("trace", 1), ("meanfield", 1), ("trace", 3),
-                                             ("jit-trace", 1)])
+@pytest.mark.parametrize(
+    "elbo, particles", [("trace", 1), ("meanfield", 1), ("trace", 3), ("jit-trace", 1)]
+)
 def test_trainer_improves_the_elbo(elbo, particles):
     model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
     config = TrainConfig(batch_size=32, lr=1e-2, elbo=elbo, num_particles=particles)
@@ -84,11 +91,18 @@ def test_nan_loss_is_a_clear_error():
 
 
 def test_run_writes_its_folder(small_config, tmp_path, capsys):
-    run, result = runs.train(SMALL, small_config, tmp_path / "run", progress=False)
+    _, result = runs.train(SMALL, small_config, tmp_path / "run", progress=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"checkpoint.pt", "metrics.csv", "curves.png", "reconstructions.png",
-            "prior_samples.png", "evaluation.json"} <= files
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert {
+        "checkpoint.pt",
+        "metrics.csv",
+        "curves.png",
+        "reconstructions.png",
+        "prior_samples.png",
+        "evaluation.json",
+    } <= files
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert set(rows[0]) == {"epoch", "step", "train_elbo", "test_elbo", "seconds"}
     assert result["binarization"] == "dynamic" and result["importance_samples"] == 8
@@ -107,8 +121,9 @@ def test_resume_continues_exactly(small_config, tmp_path):
     assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"]
     for key, value in a["modules"].items():
         assert torch.equal(value, b["modules"][key]), key
-    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
-                      strict=True):
+    for pa, pb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
         assert all(torch.equal(pa[k], pb[k]) for k in pa)
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(a["history"]) == drop(b["history"])

@@ -1,0 +1,129 @@
+"""CLI smoke runs in a subprocess: train, evaluate, sample, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pyro_vae", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYRO_VAE_DATA": "", **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    done = cli(
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(tiny_mnist_dir),
+        "--epochs",
+        "2",
+        "--train-size",
+        "300",
+        "--test-size",
+        "50",
+        "--z-dim",
+        "3",
+        "--hidden",
+        "32",
+        "--ll-samples",
+        "20",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def test_train_writes_and_prints_its_output_folder(trained):
+    out, done = trained
+    assert f"output folder: {out}" in done.stderr
+    assert "epoch 2/2: train ELBO" in done.stderr
+    assert "k=20 importance samples" in done.stderr
+    for name in (
+        "checkpoint.pt",
+        "metrics.csv",
+        "curves.png",
+        "reconstructions.png",
+        "prior_samples.png",
+        "evaluation.json",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["epochs"] == 2 and result["model_config"]["hidden"] == [32]
+
+
+def test_resume_and_evaluate_and_sample(trained, tmp_path):
+    out, _ = trained
+    done = cli("train", "--out", str(out), "--epochs", "3", "--resume", "--ll-samples", "5")
+    assert done.returncode == 0, done.stderr
+    assert len((out / "metrics.csv").read_text().splitlines()) == 4
+    done = cli(
+        "evaluate",
+        str(out / "checkpoint.pt"),
+        "--samples",
+        "50",
+        "--test-size",
+        "20",
+        "--json",
+        str(tmp_path / "e.json"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "log p(x)" in done.stdout and "k=50" in done.stdout
+    assert json.loads((tmp_path / "e.json").read_text())["n_data"] == 20
+    done = cli("sample", str(out / "checkpoint.pt"), "--out", str(tmp_path / "s.png"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "nowhere.pt"], "no checkpoint at nowhere.pt"),
+        (
+            [
+                "train",
+                "--dataset",
+                "binarized-mnist",
+                "--data-dir",
+                "/nonexistent",
+                "--epochs",
+                "1",
+            ],
+            "binarized_mnist_{train,valid,test}.amat",
+        ),
+        (["train", "--device", "cuda", "--epochs", "1"], "--device cpu"),
+    ],
+)
+def test_errors_are_one_line(args, message):
+    if "cuda" in args:
+        pytest.importorskip("torch")
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    done = cli(*args)
+    assert done.returncode == 1
+    assert done.stderr.startswith("pyro-vae: error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_console_script_is_installed():
+    done = subprocess.run(["pyro-vae", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "train" in done.stdout
