@@ -12,18 +12,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
+
+GAP, GAP_SHADE = 2, 0.15  # pixels between images, and their shade (0 white, 1 black)
 
 
 def tile(images: Tensor, image_shape: Sequence[int], ncol: int) -> Tensor:
-    """Arrange (n, x_dim) images into one (rows*h, ncol*w) array with 1-pixel gaps."""
+    """Arrange (n, x_dim) images into one array, ``ncol`` per row, with light-grey gaps."""
     h, w = image_shape
     n = images.shape[0]
     nrow = math.ceil(n / ncol)
-    canvas = torch.ones(nrow * (h + 1) - 1, ncol * (w + 1) - 1)
+    canvas = torch.full((nrow * (h + GAP) - GAP, ncol * (w + GAP) - GAP), GAP_SHADE)
     for i, img in enumerate(images.detach().float().cpu().reshape(n, h, w)):
         r, c = divmod(i, ncol)
-        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = img
+        canvas[r * (h + GAP) : r * (h + GAP) + h, c * (w + GAP) : c * (w + GAP) + w] = img
     return canvas
 
 
@@ -44,7 +47,7 @@ def save_grid(
     ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     if row_labels:
-        ax.set_yticks([r * (h + 1) + h / 2 for r in range(len(row_labels))], row_labels)
+        ax.set_yticks([r * (h + GAP) + h / 2 for r in range(len(row_labels))], row_labels)
     else:
         ax.set_yticks([])
     for spine in ax.spines.values():
@@ -64,6 +67,7 @@ def save_curves(path: str | os.PathLike, history: Sequence[dict[str, float]]) ->
         if any(math.isfinite(v) for v in values):
             ax.plot(epochs, values, marker="o", ms=3, label=label)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("ELBO (nats per datum)")
     ax.grid(alpha=0.3)
     ax.legend()

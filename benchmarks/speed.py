@@ -1,0 +1,161 @@
+"""Training speed of pyro-vae against a hand-written PyTorch VAE of the same architecture.
+
+    python benchmarks/speed.py --data-dir ../shared/data --epochs 5
+
+Both train on the same data set (one tensor on the device, dynamic binarization, batches sliced
+from a per-epoch permutation: batch preparation is timed on both sides), interleaved epoch by
+epoch in one process so that a noisy machine slows both alike. The hand-written VAE computes
+BCE-with-logits plus the analytic Gaussian KL and steps one fused torch Adam over all
+parameters; pyro-vae trains through its own ``Trainer`` (Pyro model, guide and ELBO). Prints
+s/epoch, ms/step, samples/s, peak memory and the ratio pyro-vae / hand-written (median and
+min-max over epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pyro_vae import data
+from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.guides.normal import MIN_SCALE
+from pyro_vae.nets import MLP
+from pyro_vae.runtime import resolve_device, set_seed
+from pyro_vae.train import ELBOS, Trainer
+
+
+class HandWrittenVAE(nn.Module):
+    """The same networks as ``ModelConfig.build()``, with the loss written out by hand."""
+
+    def __init__(self, x_dim: int, z_dim: int, hidden: Sequence[int], act: str) -> None:
+        super().__init__()
+        self.encoder = MLP(x_dim, hidden, 2 * z_dim, act)
+        self.decoder = MLP(z_dim, hidden, x_dim, act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Negative ELBO summed over the batch (what Pyro's Trace_ELBO returns)."""
+        loc, raw = self.encoder(x).chunk(2, -1)
+        scale = F.softplus(raw) + MIN_SCALE
+        z = loc + scale * torch.randn_like(loc)
+        rec = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
+        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum()
+        return rec + kl
+
+
+def hand_written_epoch(
+    vae: HandWrittenVAE, opt: torch.optim.Optimizer, train: Tensor, batch_size: int
+) -> int:
+    steps = 0
+    for x in data.batches(train, batch_size, dynamic=True):
+        loss = vae(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+    return steps
+
+
+def timed(device: torch.device, fn: Callable[[], object]) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # process-wide, Linux KiB
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=5, help="interleaved epochs per side")
+    p.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs per side first")
+    p.add_argument("--z-dim", type=int, default=50)
+    p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
+    p.add_argument("--activation", default="elu")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--elbo", default="trace", choices=sorted(ELBOS))
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    ds = data.load(args.dataset, args.data_dir).subset(args.train_size).to(device)
+    train = ds.train
+    model_config = ModelConfig(
+        x_dim=ds.x_dim, z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation
+    )
+    train_config = TrainConfig(batch_size=args.batch_size, elbo=args.elbo, device=str(device))
+    model, guide = model_config.build()
+    trainer = Trainer(model.to(device), guide.to(device), train_config, device)
+    vae = HandWrittenVAE(ds.x_dim, args.z_dim, args.hidden, args.activation).to(device)
+    opt = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)
+
+    def ours() -> None:
+        trainer.fit(train, trainer.epoch + 1, dynamic=True, progress=False)
+
+    def theirs() -> None:
+        hand_written_epoch(vae, opt, train, args.batch_size)
+
+    for _ in range(args.warmup_epochs):
+        ours()
+        theirs()
+    times: dict[str, list[float]] = {"pyro-vae": [], "hand-written": []}
+    for epoch in range(args.epochs):
+        # alternate which side goes first, so drift in machine load does not favour one
+        order = [("pyro-vae", ours), ("hand-written", theirs)]
+        for name, fn in order if epoch % 2 == 0 else order[::-1]:
+            times[name].append(timed(device, fn))
+    steps = -(-train.shape[0] // args.batch_size)
+    ratios = [a / b for a, b in zip(times["pyro-vae"], times["hand-written"], strict=True)]
+    result = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "architecture": f"{ds.x_dim}-{'-'.join(map(str, args.hidden))}-{args.z_dim}",
+        "batch_size": args.batch_size,
+        "elbo": args.elbo,
+        "steps_per_epoch": steps,
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+    print(
+        f"{result['architecture']}, batch {args.batch_size}, {steps} steps/epoch, "
+        f"{args.epochs} interleaved epochs after {args.warmup_epochs} warm-up, device {device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(f"{'':14s} {'s/epoch':>9s} {'ms/step':>9s} {'samples/s':>10s}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        result[name] = {"s_per_epoch": med, "ms_per_step": 1e3 * med / steps}
+        print(f"{name:14s} {med:9.2f} {1e3 * med / steps:9.2f} {train.shape[0] / med:10.0f}")
+    print(
+        f"ratio pyro-vae / hand-written: {result['ratio_median']:.2f} "
+        f"(min {result['ratio_min']:.2f}, max {result['ratio_max']:.2f}); "
+        f"peak memory {result['peak_memory_mb']:.0f} MB"
+        + (" (process, both sides)" if device.type == "cpu" else "")
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
