@@ -16,7 +16,18 @@ from .config import GUIDES, ModelConfig, TrainConfig
 from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS
 from .priors import PRIORS
+from .runtime import DeviceError
 from .train import ELBOS
+
+# errors that describe a problem with the user's input and say how to fix it
+USER_ERRORS = (
+    ValueError,
+    data.DataError,
+    checkpoint.CheckpointError,
+    DeviceError,
+    FileExistsError,
+    FloatingPointError,
+)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> None:
@@ -133,14 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, RuntimeError, FileExistsError, FloatingPointError) as e:
-        if isinstance(e, (checkpoint.CheckpointError, data.DataError)) or type(e) in (
-            ValueError,
-            RuntimeError,
-            FileExistsError,
-            FloatingPointError,
-        ):
-            print(f"pyro-vae: error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except USER_ERRORS as e:
+        # one line: Pyro appends a table of trace shapes to errors raised inside a model
+        print(f"pyro-vae: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
     return 0

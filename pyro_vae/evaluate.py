@@ -19,6 +19,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .likelihoods import check_support
 from .runtime import module_local_params
@@ -76,15 +77,29 @@ def _log_prob(trace: poutine.Trace, shape: tuple[int, int], device: torch.device
 
 @torch.no_grad()
 def log_likelihood(
-    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int = 5000
+    model: nn.Module,
+    guide: nn.Module,
+    x: Tensor,
+    num_samples: int = 5000,
+    progress: bool | None = None,
 ) -> Tensor:
-    """Importance-sampled estimate of log p(x) per datum (nats), shape (len(x),)."""
+    """Importance-sampled estimate of log p(x) per datum (nats), shape (len(x),).
+
+    ``progress``: show a progress bar (default: only when stderr is a terminal)."""
     check_data(model, x)
     sample_chunk = min(num_samples, MAX_ELEMENTS)
     data_chunk = max(1, MAX_ELEMENTS // sample_chunk)
     out = []
     with module_local_params(model, guide), pyro.validation_enabled(False):
-        for xb in x.split(data_chunk):
+        chunks = x.split(data_chunk)
+        bar = tqdm(
+            chunks,
+            desc=f"log p(x), k={num_samples}",
+            unit="chunk",
+            leave=False,
+            disable=(not progress) if progress is not None else None,
+        )
+        for xb in bar:
             parts = []
             for start in range(0, num_samples, sample_chunk):
                 k = min(sample_chunk, num_samples - start)

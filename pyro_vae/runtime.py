@@ -11,6 +11,10 @@ from pyro.nn import PyroModule
 from torch import nn
 
 
+class DeviceError(RuntimeError):
+    """The asked-for device is not available."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` = CUDA when available, else CPU. Asking for CUDA without it is an error."""
     if name == "auto":
@@ -20,7 +24,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceError(
             f"--device {name} asked for CUDA, but torch {torch.__version__} sees no CUDA device; "
             "use --device cpu or --device auto"
         )

@@ -19,7 +19,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import evaluate
+from .checkpoint import load_modules
 from .config import TrainConfig, choose
+from .data import batches
 from .runtime import module_local_params, rng_state, set_rng_state
 
 ELBOS: dict[str, type[ELBO]] = {
@@ -88,8 +90,6 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any], path: str = "checkpoint") -> None:
-        from .checkpoint import load_modules
-
         load_modules(self.loss, state["modules"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
@@ -114,8 +114,6 @@ class Trainer:
         row ``{epoch, step, train_elbo, test_elbo, seconds}`` (ELBO in nats per datum) is
         appended and passed to the hooks' ``on_epoch``.
         """
-        from .data import batches
-
         on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
         n = train.shape[0]

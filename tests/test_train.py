@@ -80,6 +80,7 @@ def test_hooks_see_every_step_and_epoch():
     assert hook.steps == 6 and [r["epoch"] for r in hook.rows] == [1, 2]
 
 
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_nan_loss_is_a_clear_error():
     def broken(out):
         return dist.Normal(out * math.nan, 1.0, validate_args=False).to_event(1)
