@@ -88,11 +88,12 @@ class Dataset:
 
 # --- IDX files (MNIST, Fashion-MNIST) --------------------------------------------------------
 
-IDX_MAGIC = {2051: "images", 2049: "labels"}
-
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) of unsigned bytes, checking magic and size."""
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking magic and size.
+
+    The magic number is 0x0000 0x08 (unsigned bytes) and the number of dimensions: 2049 for
+    MNIST's labels, 2051 for its images."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, OSError, zlib.error) as e:
@@ -101,12 +102,12 @@ def read_idx(path: Path) -> np.ndarray:
             "fetch it again"
         ) from None
     magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
-    if magic not in IDX_MAGIC:
+    ndim = magic - 0x0800
+    if not 1 <= ndim <= 4:
         raise DataError(
             f"{path} is not an IDX file of unsigned bytes (magic number {magic}, expected 2051 "
             "for images or 2049 for labels); replace it with the original file"
         )
-    ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     header = 4 + 4 * ndim
     expected = header + int(np.prod(dims))

@@ -31,7 +31,7 @@ def needs_shared(*parts: str) -> Path:
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
-    magic = 2051 if array.ndim == 3 else 2049
+    magic = 0x0800 + array.ndim  # unsigned bytes; 2051 for images, 2049 for labels
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
     raw = header + array.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(raw, compresslevel=1) if gz else raw)
