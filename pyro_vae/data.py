@@ -205,6 +205,8 @@ def _load_idx_set(
     extra: list[Path] = (),  # type: ignore[assignment]
 ) -> tuple[Dataset | None, list[str]]:
     looked: list[str] = []
+    if not _roots(data_dir):
+        looked.append(f"no --data-dir given and ${ENV_VAR} unset")
     for root in _roots(data_dir):
         for folder in spec.folders(root):
             looked.append(str(folder))
