@@ -21,46 +21,12 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from handwritten import HandWrittenVAE
 
 from pyro_vae import data
 from pyro_vae.config import ModelConfig, TrainConfig
-from pyro_vae.guides.normal import MIN_SCALE
-from pyro_vae.nets import MLP
 from pyro_vae.runtime import resolve_device, set_seed
 from pyro_vae.train import ELBOS, Trainer
-
-
-class HandWrittenVAE(nn.Module):
-    """The same networks as ``ModelConfig.build()``, with the loss written out by hand."""
-
-    def __init__(self, x_dim: int, z_dim: int, hidden: Sequence[int], act: str) -> None:
-        super().__init__()
-        self.encoder = MLP(x_dim, hidden, 2 * z_dim, act)
-        self.decoder = MLP(z_dim, hidden, x_dim, act)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Negative ELBO summed over the batch (what Pyro's Trace_ELBO returns)."""
-        loc, raw = self.encoder(x).chunk(2, -1)
-        scale = F.softplus(raw) + MIN_SCALE
-        z = loc + scale * torch.randn_like(loc)
-        rec = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="sum")
-        kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()).sum()
-        return rec + kl
-
-
-def hand_written_epoch(
-    vae: HandWrittenVAE, opt: torch.optim.Optimizer, train: Tensor, batch_size: int
-) -> int:
-    steps = 0
-    for x in data.batches(train, batch_size, dynamic=True):
-        loss = vae(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-    return steps
 
 
 def timed(device: torch.device, fn: Callable[[], object]) -> float:
@@ -106,13 +72,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model, guide = model_config.build()
     trainer = Trainer(model.to(device), guide.to(device), train_config, device)
     vae = HandWrittenVAE(ds.x_dim, args.z_dim, args.hidden, args.activation).to(device)
-    opt = torch.optim.Adam(vae.parameters(), lr=train_config.lr, fused=True)
+    opt = vae.optimizer(train_config.lr)
 
     def ours() -> None:
         trainer.fit(train, trainer.epoch + 1, dynamic=True, progress=False)
 
     def theirs() -> None:
-        hand_written_epoch(vae, opt, train, args.batch_size)
+        vae.train_epoch(opt, train, args.batch_size, dynamic=True)
 
     for _ in range(args.warmup_epochs):
         ours()

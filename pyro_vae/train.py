@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import pyro
 import torch
-from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, JitTrace_ELBO, RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -24,10 +24,18 @@ from .config import TrainConfig, choose
 from .data import batches
 from .runtime import module_local_params, rng_state, set_rng_state
 
-ELBOS: dict[str, type[ELBO]] = {
-    "trace": Trace_ELBO,
-    "meanfield": TraceMeanField_ELBO,
-    "jit-trace": JitTrace_ELBO,
+
+def _particles(k: int) -> dict[str, Any]:
+    return {"num_particles": k, "vectorize_particles": k > 1, "max_plate_nesting": 1}
+
+
+# Objectives by name; each factory takes the number of particles k.
+ELBOS: dict[str, Callable[[int], ELBO]] = {
+    "trace": lambda k: Trace_ELBO(**_particles(k)),
+    "meanfield": lambda k: TraceMeanField_ELBO(**_particles(k)),
+    "jit-trace": lambda k: JitTrace_ELBO(**_particles(k), ignore_jit_warnings=True),
+    # IWAE (Burda et al. 2015): the k-sample importance-weighted bound, Renyi alpha = 0
+    "iwae": lambda k: RenyiELBO(alpha=0, **_particles(k)),
 }
 # Pyro 1.9.2's Jit ELBOs trace parameters out of the global param store, so they cannot run
 # with module-local parameters (KeyError on the first step); they get a private store instead.
@@ -35,16 +43,10 @@ PARAM_STORE_ELBOS = (JitTrace_ELBO,)
 
 
 def make_elbo(name: str = "trace", num_particles: int = 1) -> ELBO:
-    """An ELBO estimator by name, with ``num_particles`` vectorized particles."""
-    cls = choose(ELBOS, name, "ELBO")
-    kwargs: dict[str, Any] = {
-        "num_particles": num_particles,
-        "vectorize_particles": num_particles > 1,
-        "max_plate_nesting": 1,
-    }
-    if issubclass(cls, PARAM_STORE_ELBOS):
-        kwargs["ignore_jit_warnings"] = True
-    return cls(**kwargs)
+    """An objective by name (one of ``ELBOS``), with ``num_particles`` vectorized particles."""
+    if num_particles < 1:
+        raise ValueError(f"--particles must be at least 1; got {num_particles}")
+    return choose(ELBOS, name, "ELBO")(num_particles)
 
 
 class Hook(Protocol):
@@ -70,6 +72,7 @@ class Trainer:
         self.elbo = make_elbo(config.elbo, config.num_particles)
         self.loss = self.elbo(model, guide)
         self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
+        self._differentiable = not isinstance(self.elbo, RenyiELBO)
         self.optimizer = torch.optim.Adam(
             self.loss.parameters(), lr=config.lr, fused=_fused_adam_ok(device)
         )
@@ -160,12 +163,18 @@ class Trainer:
         # Pyro's shape and support validation runs on the first step only: it costs ~2 ms per
         # step here, and the data were checked against the likelihood's support up front.
         with pyro.validation_enabled(not self._validated):
-            loss = self.loss(x)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self._differentiable:
+                loss = self.loss(x)
+                loss.backward()
+                loss = loss.detach()
+            else:
+                # Pyro 1.9.2's RenyiELBO has no differentiable_loss: it runs backward itself
+                value = self.elbo.loss_and_grads(self.model, self.guide, x)
+                loss = torch.tensor(value, device=self.device)
         self._validated = True
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss
 
     def _check_finite(self, running: float) -> None:
         if not math.isfinite(running):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,3 +33,43 @@ def test_speed_benchmark_smoke(tiny_mnist_dir):
     assert done.returncode == 0, done.stderr
     assert "ratio pyro-vae / hand-written" in done.stdout
     assert "hand-written" in done.stdout and "ms/step" in done.stdout
+
+
+def test_quality_benchmark_smoke(tiny_mnist_dir, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/quality.py",
+            "--data-dir",
+            str(tiny_mnist_dir),
+            "--datasets",
+            "mnist",
+            "--configs",
+            "vae",
+            "iwae5",
+            "--epochs",
+            "1",
+            "--train-size",
+            "256",
+            "--test-size",
+            "32",
+            "--ll-samples",
+            "8",
+            "--hidden",
+            "32",
+            "--z-dim",
+            "4",
+            "--out",
+            str(tmp_path / "q"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert [r["config"] for r in rows] == ["vae", "hand-written VAE", "iwae5"]
+    assert all(r["neg_log_likelihood"] > 0 and r["importance_samples"] == 8 for r in rows)
+    assert rows[0]["published"] == 86.76
+    assert "| mnist (32 test) | dynamic | vae | 1 |" in done.stdout

@@ -156,3 +156,19 @@ def test_log_weights_shape_and_chunking_agree(ppca, monkeypatch):
     assert torch.allclose(whole, chunked, atol=0.3)
     assert abs(whole.mean() - exact[:20].mean()) < 0.05
     assert abs(chunked.mean() - exact[:20].mean()) < 0.05
+
+
+def test_iwae_objective_is_the_k_sample_bound(ppca):
+    """RenyiELBO(alpha=0, k) -- the trainer's ``iwae`` -- is the k-sample importance bound."""
+    from pyro_vae.train import make_elbo
+
+    model, guide, x, _ = ppca
+    xs = x.repeat(20, 1)  # more data, less Monte Carlo noise in the comparison
+    torch.manual_seed(0)
+    iwae = -make_elbo("iwae", 10).loss(model, guide, xs) / len(xs)
+    torch.manual_seed(1)
+    ll = evaluate.log_likelihood(model, guide, xs, num_samples=10)
+    se = ll.std().item() / math.sqrt(len(ll))
+    assert abs(iwae - ll.mean().item()) < 4 * se * math.sqrt(2)
+    elbo = -make_elbo("trace", 10).loss(model, guide, xs) / len(xs)
+    assert iwae > elbo

@@ -39,7 +39,8 @@ def blobs(n: int = 256, d: int = 12) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "elbo, particles", [("trace", 1), ("meanfield", 1), ("trace", 3), ("jit-trace", 1)]
+    "elbo, particles",
+    [("trace", 1), ("meanfield", 1), ("trace", 3), ("jit-trace", 1), ("iwae", 5)],
 )
 def test_trainer_improves_the_elbo(elbo, particles):
     model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
