@@ -48,17 +48,23 @@ def set_rng_state(state: dict[str, torch.Tensor | None], device: torch.device) -
 
 
 @contextlib.contextmanager
-def module_local_params(*modules: nn.Module, enabled: bool = True) -> Iterator[None]:
+def module_local_params(
+    *modules: nn.Module, enabled: bool = True, store: dict | None = None
+) -> Iterator[None]:
     """Run ``modules`` with parameters owned by the nn.Modules, not Pyro's global param store.
 
     With ``enabled=False`` (needed by Pyro 1.9.2's Jit ELBOs, which read parameters from the
-    param store) the run still gets a fresh, private param store, so names of other models in
-    the process cannot leak in.
+    param store) the run still gets a private param store, so names of other models in the
+    process cannot leak in: a fresh one, or ``store`` (a state dict kept between calls, so that
+    a compiled loss finds its parameters again).
     """
     if enabled:
         for module in modules:
             _allow_local_params(module)
-    with pyro.settings.context(module_local_params=enabled), pyro.get_param_store().scope():
+    with (
+        pyro.settings.context(module_local_params=enabled),
+        pyro.get_param_store().scope(store),
+    ):
         yield
 
 

@@ -40,7 +40,14 @@ def blobs(n: int = 256, d: int = 12) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "elbo, particles",
-    [("trace", 1), ("meanfield", 1), ("trace", 3), ("jit-trace", 1), ("iwae", 5)],
+    [
+        ("trace", 1),
+        ("meanfield", 1),
+        ("trace", 3),
+        ("jit-trace", 1),
+        ("jit-meanfield", 1),
+        ("iwae", 5),
+    ],
 )
 def test_trainer_improves_the_elbo(elbo, particles):
     model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
@@ -196,3 +203,13 @@ def test_cuda_without_cuda_is_a_clear_error():
     assert resolve_device("auto") == CPU
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_jit_meanfield_compiles_once():
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    trainer = Trainer(model, guide, TrainConfig(batch_size=32, elbo="jit-meanfield"), CPU)
+    trainer.fit(blobs(64), epochs=1, progress=False)
+    compiled = trainer.elbo._differentiable_loss
+    trainer.fit(blobs(64), epochs=3, progress=False)
+    assert trainer.elbo._differentiable_loss is compiled
