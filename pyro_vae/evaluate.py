@@ -16,7 +16,6 @@ import math
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -37,33 +36,65 @@ def check_data(model: nn.Module, x: Tensor) -> None:
 
 
 @torch.no_grad()
+def elbo_terms(
+    model: nn.Module, guide: nn.Module, x: Tensor, batch_size: int = 1000, num_particles: int = 1
+) -> dict[str, float]:
+    """Mean ELBO per datum (nats) and its two terms, by Monte Carlo with ``num_particles``
+    draws z ~ q(z|x) per datum:
+
+    - ``reconstruction``: E_q[log p(x | z)];
+    - ``kl``: E_q[log q(z | x) - log p(z)] = KL(q(z|x) || p(z));
+    - ``elbo`` = reconstruction - kl.
+    """
+    check_data(model, x)
+    rec = kl = 0.0
+    with module_local_params(model, guide), pyro.validation_enabled(False):
+        for xb in x.split(batch_size):
+            log_lik, log_prior, log_q = _log_prob_parts(model, guide, xb, num_particles)
+            rec += log_lik.mean(0).sum().item()
+            kl += (log_q - log_prior).mean(0).sum().item()
+    n = x.shape[0]
+    return {"elbo": (rec - kl) / n, "reconstruction": rec / n, "kl": kl / n}
+
+
 def elbo(
     model: nn.Module, guide: nn.Module, x: Tensor, batch_size: int = 1000, num_particles: int = 1
 ) -> float:
-    """Mean ELBO per datum (nats) of ``x``, by ``Trace_ELBO`` with ``num_particles``."""
-    check_data(model, x)
-    estimator = Trace_ELBO(
-        num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1
-    )
-    with module_local_params(model, guide), pyro.validation_enabled(False):
-        total = sum(estimator.loss(model, guide, xb) for xb in x.split(batch_size))
-    return -float(total) / x.shape[0]
+    """Mean ELBO per datum (nats) of ``x``; see :func:`elbo_terms`."""
+    return elbo_terms(model, guide, x, batch_size, num_particles)["elbo"]
 
 
 @torch.no_grad()
 def log_weights(model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int) -> Tensor:
     """log p(x, z_k) - log q(z_k | x) for ``num_samples`` draws per datum: shape (K, batch)."""
+    log_lik, log_prior, log_q = _log_prob_parts(model, guide, x, num_samples)
+    return log_lik + log_prior - log_q
+
+
+def _log_prob_parts(
+    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """log p(x|z), log p(z) and log q(z|x), each of shape (num_samples, batch)."""
     with pyro.plate("particles", num_samples, dim=-2):
         guide_trace = poutine.trace(guide).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
     shape = (num_samples, x.shape[0])
-    return _log_prob(model_trace, shape, x.device) - _log_prob(guide_trace, shape, x.device)
+    return (
+        _log_prob(model_trace, shape, x.device, observed=True),
+        _log_prob(model_trace, shape, x.device, observed=False),
+        _log_prob(guide_trace, shape, x.device, observed=False),
+    )
 
 
-def _log_prob(trace: poutine.Trace, shape: tuple[int, int], device: torch.device) -> Tensor:
+def _log_prob(
+    trace: poutine.Trace, shape: tuple[int, int], device: torch.device, observed: bool
+) -> Tensor:
+    """Sum of the log-probabilities of the observed (or the latent) sample sites."""
     total = torch.zeros(shape, device=device)
     for name, site in trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["is_observed"] != observed:
             continue
         lp = site["fn"].log_prob(site["value"])
         if lp.shape != shape:

@@ -140,8 +140,8 @@ class Trainer:
 
         Each epoch draws a fresh permutation of ``train`` (one tensor on the device); with
         ``dynamic`` each batch is a new Bernoulli draw of the grey levels. After each epoch the
-        row ``{epoch, step, train_elbo, test_elbo, seconds}`` (ELBO in nats per datum) is
-        appended and passed to the hooks' ``on_epoch``.
+        row ``{epoch, step, train_elbo, test_elbo, test_reconstruction, test_kl, seconds}``
+        (nats per datum) is appended and passed to the hooks' ``on_epoch``.
         """
         on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
@@ -178,10 +178,13 @@ class Trainer:
                     "step": self.step,
                     "train_elbo": -total.item() / n,
                     "test_elbo": math.nan,
+                    "test_reconstruction": math.nan,
+                    "test_kl": math.nan,
                     "seconds": time.perf_counter() - start,
                 }
                 if test is not None:
-                    row["test_elbo"] = self.test_elbo(test)
+                    terms = self.test_elbo_terms(test)
+                    row |= {f"test_{key}": value for key, value in terms.items()}
                 self.history.append(row)
                 for fn in on_epoch:
                     fn(self, row)
@@ -213,10 +216,11 @@ class Trainer:
             )
 
     @torch.no_grad()
-    def test_elbo(self, x: Tensor) -> float:
-        """Mean test ELBO per datum (nats), one sample of z per datum."""
+    def test_elbo_terms(self, x: Tensor) -> dict[str, float]:
+        """Mean test ELBO per datum (nats), and its reconstruction and KL terms; one draw of
+        z per datum."""
         self.loss.eval()
-        return evaluate.elbo(self.model, self.guide, x)
+        return evaluate.elbo_terms(self.model, self.guide, x)
 
 
 def _fused_adam_ok(device: torch.device) -> bool:

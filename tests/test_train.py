@@ -113,7 +113,18 @@ def test_run_writes_its_folder(small_config, tmp_path, capsys):
     with open(tmp_path / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert set(rows[0]) == {"epoch", "step", "train_elbo", "test_elbo", "seconds"}
+    assert set(rows[0]) == {
+        "epoch",
+        "step",
+        "train_elbo",
+        "test_elbo",
+        "test_reconstruction",
+        "test_kl",
+        "seconds",
+    }
+    for r in rows:
+        rec, kl, elbo = (float(r[k]) for k in ("test_reconstruction", "test_kl", "test_elbo"))
+        assert kl > 0 and rec < 0 and abs(rec - kl - elbo) < 1e-3
     assert result["binarization"] == "dynamic" and result["importance_samples"] == 8
     # log p(x) estimate is at least the ELBO (up to noise) and both are negative
     assert result["elbo"] - 1.0 < result["log_likelihood"] < 0
