@@ -119,6 +119,24 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(out)
 
 
+def experiment_names() -> list[str]:
+    """The scripts in the ``experiments`` package (installed with pyro-vae)."""
+    import pkgutil
+
+    import experiments
+
+    return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    import importlib
+
+    names = experiment_names()
+    if args.name not in names:
+        raise ValueError(f"unknown experiment {args.name!r}; choose one of {names}")
+    importlib.import_module(f"experiments.{args.name}").main(args.args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyro-vae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -137,6 +155,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="PNG path (default: next to the checkpoint)")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_sample)
+    r = sub.add_parser(
+        "run", help="run an experiment script: pyro-vae run NAME [its options]", add_help=False
+    )
+    r.add_argument("name", help="experiment name (python -m experiments.NAME --help)")
+    r.add_argument("args", nargs=argparse.REMAINDER)
+    r.set_defaults(func=cmd_run)
     return p
 
 

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
@@ -39,6 +40,17 @@ def save_grid(
     row_labels: Sequence[str] | None = None,
 ) -> Path:
     """Save (n, x_dim) images in [0, 1] as one grey grid PNG."""
+    return _save(grid_figure(images, image_shape, ncol, title, row_labels), path)
+
+
+def grid_figure(
+    images: Tensor,
+    image_shape: Sequence[int],
+    ncol: int = 10,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> plt.Figure:
+    """(n, x_dim) images in [0, 1] as one grey grid, ``ncol`` per row."""
     canvas = tile(images, image_shape, ncol)
     h = image_shape[0]
     fig_w = max(3.0, canvas.shape[1] / 28 * 0.6)
@@ -55,7 +67,106 @@ def save_grid(
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def manifold_figure(
+    images: Tensor,
+    image_shape: Sequence[int],
+    z_rows: Sequence[float],
+    z_cols: Sequence[float],
+    labels: tuple[str, str] = ("$z_1$", "$z_2$"),
+    title: str | None = None,
+) -> plt.Figure:
+    """A decoded grid whose rows and columns are labelled with the latent values they decode
+    (``z_cols`` along x, ``z_rows`` along y from top to bottom)."""
+    n_rows, n_cols = len(z_rows), len(z_cols)
+    canvas = tile(images, image_shape, n_cols)
+    h, w = image_shape
+    size = min(9.0, 0.45 * max(n_rows, n_cols))
+    fig, ax = plt.subplots(figsize=(size * w / h * n_cols / max(n_rows, n_cols) + 1, size + 0.8))
+    ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    step = max(1, n_cols // 10)
+    ax.set_xticks(
+        [c * (w + GAP) + w / 2 for c in range(0, n_cols, step)],
+        [f"{z_cols[c]:.2f}" for c in range(0, n_cols, step)],
+        fontsize=7,
+        rotation=90,
+    )
+    step = max(1, n_rows // 10)
+    ax.set_yticks(
+        [r * (h + GAP) + h / 2 for r in range(0, n_rows, step)],
+        [f"{z_rows[r]:.2f}" for r in range(0, n_rows, step)],
+        fontsize=7,
+    )
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_figure(
+    z: Tensor,
+    labels: Tensor | None = None,
+    title: str | None = None,
+    axis_labels: tuple[str, str] = ("$z_1$", "$z_2$"),
+    limits: float | None = None,
+    circle: float | None = None,
+) -> plt.Figure:
+    """2-D latent points, coloured by label (with a legend) where labels are given; optionally
+    a circle of radius ``circle`` about the origin."""
+    z = z.detach().float().cpu()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    if labels is None:
+        ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.5)
+    else:
+        labels = labels.cpu()
+        cmap = plt.get_cmap("tab10")
+        for k in labels.unique().tolist():
+            sel = labels == k
+            ax.scatter(z[sel, 0], z[sel, 1], s=3, alpha=0.6, color=cmap(k % 10), label=str(k))
+        ax.legend(markerscale=4, fontsize=8, loc="upper right", title="label", ncol=2)
+    if circle is not None:
+        ax.add_patch(plt.Circle((0, 0), circle, fill=False, color="k", lw=1, ls="--"))
+    if limits is not None:
+        ax.set_xlim(-limits, limits)
+        ax.set_ylim(-limits, limits)
+    ax.set_aspect("equal")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     return _save(fig, path)
+
+
+def save_gif(
+    path: str | os.PathLike, figures: Sequence[plt.Figure], seconds_per_frame: float = 0.4
+) -> Path:
+    """Assemble figures (closed afterwards) into an animated GIF, one frame each, looping;
+    the last frame is held three times as long."""
+    from PIL import Image
+
+    frames = []
+    for fig in figures:
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
+        plt.close(fig)
+    size = frames[0].size
+    frames = [f if f.size == size else f.resize(size) for f in frames]
+    durations = [int(1000 * seconds_per_frame)] * len(frames)
+    durations[-1] *= 3
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return path
 
 
 def save_curves(path: str | os.PathLike, history: Sequence[dict[str, float]]) -> Path:

@@ -139,7 +139,9 @@ def train(
     dataset: data.Dataset | None = None,
 ) -> tuple[Run, dict[str, Any]]:
     """Train (or, with ``resume``, continue) a run in folder ``out``, then evaluate it and write
-    its figures. Returns the run and the evaluation summary."""
+    its figures. Returns the run and the evaluation summary. Besides the trainer's hook methods
+    (``on_step``, ``on_epoch``), a hook may have ``on_run_start(run)``, called with the built
+    run (data included) before training."""
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     if resume:
@@ -160,6 +162,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
+    for hook in hooks:
+        if hasattr(hook, "on_run_start"):
+            hook.on_run_start(run)
     print(f"output folder: {out}", file=sys.stderr)
     print(
         f"data: {run.data.name} ({run.data.train.shape[0]} train / {run.data.test.shape[0]} test, "

@@ -13,9 +13,17 @@ import pytest
 
 from tests.conftest import REPO, SHARED_DATA
 
-EXPERIMENTS = [
-    "train_mnist",
-]
+EXPERIMENTS = {
+    # name: files it must write besides the run folder's own
+    "train_mnist": ["evaluation.json"],
+    "reconstructions": ["reconstructions.png", "reconstructions.json"],
+    "latent_2d": ["latent_2d.png", "latent_2d.json"],
+    "manifold": ["manifold.png", "manifold.json"],
+    "training_gif": ["latent_training.gif", "manifold_training.gif", "training_gif.json"],
+    "samples": ["prior_predictive.png", "posterior_predictive.png", "samples.json"],
+    "interpolation": ["interpolation_same.png", "interpolation_different.png"],
+    "learning_curves": ["learning_curves.png", "learning_curves.json"],
+}
 
 
 def test_every_experiment_is_listed():
@@ -36,4 +44,56 @@ def test_experiment_smoke(name, tmp_path, tiny_mnist_dir):
     )
     assert done.returncode == 0, done.stderr
     assert f"output folder: {tmp_path / name}" in done.stderr
-    assert any((tmp_path / name).glob("*.png"))
+    for file in EXPERIMENTS[name]:
+        assert (tmp_path / name / file).stat().st_size > 0, file
+
+
+def test_experiment_from_a_checkpoint_through_the_cli(tmp_path, tiny_mnist_dir):
+    """``pyro-vae run NAME --checkpoint`` draws from a saved run instead of training."""
+    env = {**os.environ, "PYRO_VAE_DATA": str(tiny_mnist_dir.parent)}
+    first = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyro_vae",
+            "run",
+            "latent_2d",
+            "--smoke",
+            "--out",
+            str(tmp_path / "a"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env=env,
+    )
+    assert first.returncode == 0, first.stderr
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyro_vae",
+            "run",
+            "manifold",
+            "--smoke",
+            "--checkpoint",
+            str(tmp_path / "a" / "checkpoint.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a" / "manifold" / "manifold.png").exists()
+    assert not (tmp_path / "a" / "manifold" / "checkpoint.pt").exists()  # nothing retrained
+    unknown = subprocess.run(
+        [sys.executable, "-m", "pyro_vae", "run", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert unknown.returncode == 1 and "unknown experiment 'nope'" in unknown.stderr

@@ -1,0 +1,90 @@
+"""What every experiment script shares: its options, getting a trained run, saving numbers.
+
+An experiment either trains a run through :func:`pyro_vae.run.train` (the one training loop,
+hooks allowed) or starts from ``--checkpoint``; it then writes its PNGs/GIFs and a JSON of the
+numbers it shows into its output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import run as runs
+from .cli import add_train_arguments, configs_from_args
+from .train import Hook
+
+# --smoke: tiny data and network, one epoch: seconds on a CPU
+SMOKE: dict[str, Any] = {
+    "train_size": 512,
+    "test_size": 128,
+    "epochs": 1,
+    "hidden": [64],
+    "ll_samples": 0,
+    "no_progress": True,
+}
+
+
+def parser(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
+    """Training options (defaults overridable), ``--checkpoint`` and ``--smoke``."""
+    p = argparse.ArgumentParser(
+        description=(doc or "").strip().splitlines()[0] if doc else None,
+        epilog=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_train_arguments(p, **{"ll_samples": 0, **defaults})
+    p.add_argument("--checkpoint", default=None, help="start from this run instead of training")
+    p.add_argument("--smoke", action="store_true", help="tiny data and network: seconds")
+    return p
+
+
+def parse(
+    p: argparse.ArgumentParser, argv: Sequence[str] | None, **smoke: Any
+) -> argparse.Namespace:
+    """Parse ``argv``; ``--smoke`` overrides with ``SMOKE`` and the script's own ``smoke``."""
+    args = p.parse_args(argv)
+    if args.smoke:
+        for key, value in {**SMOKE, **smoke}.items():
+            setattr(args, key, value)
+    return args
+
+
+def trained_run(
+    args: argparse.Namespace, name: str, hooks: Sequence[Hook] = ()
+) -> tuple[runs.Run, Path]:
+    """The run to draw from: loaded from ``--checkpoint`` or trained now, and the output folder
+    (``--out``; else ``<checkpoint folder>/<name>``, or ``runs/<name>-<time>``)."""
+    if args.checkpoint:
+        run = runs.load(args.checkpoint, device=args.device)
+        out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
+    else:
+        out = Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        model_config, train_config = configs_from_args(args)
+        run, _ = runs.train(
+            model_config,
+            train_config,
+            out,
+            resume=args.resume,
+            hooks=hooks,
+            progress=False if args.no_progress else None,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return run, out
+
+
+def save_numbers(out: Path, name: str, numbers: dict[str, Any]) -> Path:
+    """Write the numbers a figure shows as ``<out>/<name>.json``."""
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(numbers, indent=2, default=float) + "\n")
+    return path
+
+
+def done(out: Path, files: Sequence[Path]) -> None:
+    for f in files:
+        print(f"wrote {f}", file=sys.stderr)
+    print(f"output folder: {out}", file=sys.stderr)
