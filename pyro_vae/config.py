@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from .guides import NormalGuide
+from .guides import DeltaGuide, NormalGuide
 from .likelihoods import LIKELIHOODS
 from .models import VAEModel
 from .priors import PRIORS
 
-GUIDES: dict[str, type[nn.Module]] = {"normal": NormalGuide}
+GUIDES: dict[str, type[nn.Module]] = {"normal": NormalGuide, "delta": DeltaGuide}
 
 T = TypeVar("T")
 

@@ -349,11 +349,56 @@ def load_binarized_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     )
 
 
+# --- Frey faces ---------------------------------------------------------------------------------
+
+FREY_TEST = 200
+
+
+def load_frey_faces(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Brendan Frey's 1,965 face images of 28 x 20 grey levels (``frey_rawface.mat``, key
+    ``ff``, as used by Kingma & Welling); a seeded split leaves 200 for testing. No labels."""
+    looked = []
+    for root in _roots(data_dir):
+        for folder in (root, root / "frey_faces", root / "frey-faces"):
+            path = folder / "frey_rawface.mat"
+            looked.append(str(folder))
+            if path.is_file():
+                return _read_frey(path)
+    raise DataError(
+        "frey_rawface.mat not found; looked in: "
+        f"{'; '.join(looked) or 'nowhere (no --data-dir and ' + ENV_VAR + ' unset)'}. "
+        f"Pass --data-dir DIR or set {ENV_VAR}=DIR"
+    )
+
+
+def _read_frey(path: Path) -> Dataset:
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise DataError("reading frey_rawface.mat needs scipy: pip install scipy") from None
+    try:
+        faces = loadmat(path)["ff"]
+    except (ValueError, OSError, KeyError, TypeError) as e:
+        raise DataError(f"{path} could not be read ({e}); fetch it again") from None
+    if faces.shape != (560, 1965) or faces.dtype != np.uint8:
+        raise DataError(f"{path}: 'ff' is {faces.shape} {faces.dtype}, expected (560, 1965) uint8")
+    images = torch.from_numpy(faces.T.astype(np.float32) / 255.0)
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    return Dataset(
+        name="frey-faces",
+        train=images[perm[FREY_TEST:]],
+        test=images[perm[:FREY_TEST]],
+        image_shape=(28, 20),
+        source=str(path),
+    )
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "mnist": load_mnist,
     "fashion-mnist": load_fashion_mnist,
     "binarized-mnist": load_binarized_mnist,
     "mnist-sample": load_mnist_sample,
+    "frey-faces": load_frey_faces,
 }
 
 

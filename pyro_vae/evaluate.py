@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
@@ -71,6 +72,18 @@ def log_weights(model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int)
     return log_lik + log_prior - log_q
 
 
+def point_estimate(guide: nn.Module, x: Tensor) -> bool:
+    """Whether the guide is a point mass (a Delta): it has no density to importance-sample."""
+    with module_local_params(guide), torch.no_grad():
+        trace = poutine.trace(guide).get_trace(x[:1])
+    return any(
+        isinstance(site["fn"], dist.Delta)
+        or isinstance(getattr(site["fn"], "base_dist", None), dist.Delta)
+        for site in trace.nodes.values()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    )
+
+
 def _log_prob_parts(
     model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -118,6 +131,11 @@ def log_likelihood(
 
     ``progress``: show a progress bar (default: only when stderr is a terminal)."""
     check_data(model, x)
+    if point_estimate(guide, x):
+        raise ValueError(
+            "the guide is a point estimate (Delta) with no density, so it cannot serve as an "
+            "importance distribution for log p(x): use a Normal guide, or --ll-samples 0"
+        )
     sample_chunk = min(num_samples, MAX_ELEMENTS)
     data_chunk = max(1, MAX_ELEMENTS // sample_chunk)
     out = []
@@ -147,7 +165,7 @@ def summary(
     model.eval()
     guide.eval()
     result: dict[str, float] = {"n_data": x.shape[0], "elbo": elbo(model, guide, x)}
-    if num_samples > 0:
+    if num_samples > 0 and not point_estimate(guide, x):
         ll = log_likelihood(model, guide, x, num_samples)
         result |= {
             "log_likelihood": ll.mean().item(),

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,20 @@ def trained_run(
         )
     out.mkdir(parents=True, exist_ok=True)
     return run, out
+
+
+def train_variant(args: argparse.Namespace, out: Path, **model_changes: Any) -> runs.Run:
+    """Train one of several runs an experiment compares, into ``out``: the command line's
+    configuration with ``model_changes`` (e.g. ``z_dim=10, guide="delta"``) applied."""
+    model_config, train_config = configs_from_args(args)
+    run, _ = runs.train(
+        replace(model_config, **model_changes),
+        train_config,
+        out,
+        resume=args.resume,
+        progress=False if args.no_progress else None,
+    )
+    return run
 
 
 def save_numbers(out: Path, name: str, numbers: dict[str, Any]) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, constraints
 
 PriorLike = nn.Module | Distribution | Callable[[], Distribution]
 
@@ -28,6 +28,20 @@ class StandardNormal(nn.Module):
 
     def forward(self) -> Distribution:
         return dist.Normal(self.loc, self.scale).to_event(1)
+
+
+class Flat(nn.Module):
+    """p(z) ∝ 1 on R^z_dim: an improper prior (log p(z) = 0) that cannot be sampled.
+
+    With ``guides.DeltaGuide`` it turns the ELBO into a plain autoencoder's objective.
+    """
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+
+    def forward(self) -> Distribution:
+        return dist.ImproperUniform(constraints.real, (), (self.z_dim,))
 
 
 class FixedPrior:
@@ -76,4 +90,5 @@ def as_prior(prior: PriorLike | None, z_dim: int) -> nn.Module | Callable[[], Di
 
 PRIORS: dict[str, Callable[[int], nn.Module]] = {
     "standard-normal": StandardNormal,
+    "flat": Flat,
 }

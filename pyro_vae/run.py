@@ -246,7 +246,11 @@ def write_figures(run: Run, out: Path, n: int = 10) -> None:
 
 
 def write_prior_samples(model: nn.Module, image_shape: Sequence[int], path: Path) -> None:
-    draws = predictive.prior_predictive(model, 100)
+    try:
+        draws = predictive.prior_predictive(model, 100)
+    except NotImplementedError:  # an improper prior (e.g. priors.Flat) cannot be sampled
+        print(f"no {path.name}: the prior cannot be sampled", file=sys.stderr)
+        return
     plots.save_grid(path, draws["mean"], image_shape, ncol=10, title="E[x|z], z ~ p(z)")
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, SHARED_DATA
@@ -23,7 +24,30 @@ EXPERIMENTS = {
     "samples": ["prior_predictive.png", "posterior_predictive.png", "samples.json"],
     "interpolation": ["interpolation_same.png", "interpolation_different.png"],
     "learning_curves": ["learning_curves.png", "learning_curves.json"],
+    "autoencoder_vs_vae": ["autoencoder_vs_vae_z2.png", "autoencoder_vs_vae_z10.png"],
+    "classical_baselines": ["classical_baselines.png", "classical_baselines.json"],
+    "attribute_vectors": [
+        "attribute_thickness.png",
+        "attribute_slant.png",
+        "attribute_class_4_9.png",
+        "attribute_vectors.json",
+    ],
+    "frey_faces": ["frey_reconstructions.png", "frey_manifold.png", "frey_faces.json"],
 }
+
+
+@pytest.fixture(scope="module")
+def data_root(tiny_mnist_dir):
+    """The shared data when present; else made-up MNIST files and a made-up Frey faces file."""
+    if (SHARED_DATA / "mnist").exists() and (SHARED_DATA / "frey_faces").exists():
+        return SHARED_DATA
+    from scipy.io import savemat
+
+    root = tiny_mnist_dir.parent
+    faces = np.random.default_rng(0).integers(0, 256, (560, 1965), dtype=np.uint8)
+    (root / "frey_faces").mkdir(exist_ok=True)
+    savemat(root / "frey_faces" / "frey_rawface.mat", {"ff": faces})
+    return root
 
 
 def test_every_experiment_is_listed():
@@ -32,8 +56,7 @@ def test_every_experiment_is_listed():
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_smoke(name, tmp_path, tiny_mnist_dir):
-    data_root = SHARED_DATA if (SHARED_DATA / "mnist").exists() else tiny_mnist_dir.parent
+def test_experiment_smoke(name, tmp_path, data_root):
     done = subprocess.run(
         [sys.executable, "-m", f"experiments.{name}", "--smoke", "--out", str(tmp_path / name)],
         capture_output=True,

@@ -201,3 +201,29 @@ def test_generation_and_decode():
     assert x.shape == (7, 6)
     assert model.decode(torch.zeros(1, 2)).mean.shape == (1, 6)
     assert pyro.get_param_store().keys()  # default (non-local) mode registers the params
+
+
+def test_delta_guide_with_flat_prior_is_a_plain_autoencoder():
+    import torch.nn.functional as F
+
+    from pyro_vae import evaluate
+    from pyro_vae.config import ModelConfig
+
+    model, guide = ModelConfig(x_dim=20, z_dim=2, hidden=(8,), prior="flat", guide="delta").build()
+    x = torch.bernoulli(torch.rand(6, 20))
+    loss = Trace_ELBO()(model, guide)(x)
+    reconstruction = F.binary_cross_entropy_with_logits(
+        model.decoder(guide.encoder(x)), x, reduction="sum"
+    )
+    assert loss.item() == pytest.approx(reconstruction.item(), rel=1e-6)
+    # with a standard Normal prior the same guide gives MAP: the code's log-prior is added
+    map_model, _ = ModelConfig(x_dim=20, z_dim=2, hidden=(8,), guide="delta").build()
+    map_model.decoder.load_state_dict(model.decoder.state_dict())
+    log_prior = dist.Normal(0, 1).log_prob(guide.encoder(x)).sum()
+    map_loss = Trace_ELBO()(map_model, guide)(x)
+    assert map_loss.item() == pytest.approx((reconstruction - log_prior).item(), rel=1e-5)
+    assert evaluate.point_estimate(guide, x)
+    with pytest.raises(ValueError, match="point estimate"):
+        evaluate.log_likelihood(model, guide, x, 10)
+    with pytest.raises(NotImplementedError):
+        model(batch_size=3)  # an improper prior cannot be sampled
