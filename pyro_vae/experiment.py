@@ -65,28 +65,23 @@ def trained_run(
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
     else:
         out = Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        model_config, train_config = configs_from_args(args)
-        run, _ = runs.train(
-            model_config,
-            train_config,
-            out,
-            resume=args.resume,
-            hooks=hooks,
-            progress=False if args.no_progress else None,
-        )
+        run = train_variant(args, out, hooks=hooks)
     out.mkdir(parents=True, exist_ok=True)
     return run, out
 
 
-def train_variant(args: argparse.Namespace, out: Path, **model_changes: Any) -> runs.Run:
-    """Train one of several runs an experiment compares, into ``out``: the command line's
-    configuration with ``model_changes`` (e.g. ``z_dim=10, guide="delta"``) applied."""
+def train_variant(
+    args: argparse.Namespace, out: Path, hooks: Sequence[Hook] = (), **model_changes: Any
+) -> runs.Run:
+    """Train a run into ``out`` from the command line's configuration, with ``model_changes``
+    (e.g. ``z_dim=10, guide="delta"``) applied: how experiments compare several models."""
     model_config, train_config = configs_from_args(args)
     run, _ = runs.train(
         replace(model_config, **model_changes),
         train_config,
         out,
         resume=args.resume,
+        hooks=hooks,
         progress=False if args.no_progress else None,
     )
     return run

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Makes the README gallery: every figure from one command, on full MNIST and Frey faces.
+# Usage: bash docs/make_gallery.sh [DATA_DIR]   (DATA_DIR holds mnist/ and frey_faces/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYRO_VAE_DATA=${1:-../shared/data}
+R=runs/gallery
+G=docs/gallery
+mkdir -p "$R" "$G"
+run() { echo "+ $*"; "$@" --no-progress; }
+
+# a VAE with a 2-D latent space (20 epochs) and the figures drawn from it
+run python -m experiments.latent_2d --epochs 20 --out $R/z2
+run python -m experiments.manifold --checkpoint $R/z2/checkpoint.pt --out $R/z2/manifold
+run python -m experiments.training_gif --epochs 10 --out $R/training_gif
+# the 784-500-500-50 VAE (20 epochs) and the figures drawn from it
+run python -m experiments.learning_curves --epochs 20 --out $R/z50
+for e in reconstructions samples interpolation attribute_vectors classical_baselines; do
+  run python -m experiments.$e --checkpoint $R/z50/checkpoint.pt --out $R/z50/$e
+done
+run python -m experiments.autoencoder_vs_vae --epochs 10 --out $R/autoencoder_vs_vae
+run python -m experiments.frey_faces --out $R/frey_faces
+
+cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/
+cp $R/training_gif/latent_training.gif $R/training_gif/manifold_training.gif $G/
+cp $R/z50/learning_curves.png $G/
+cp $R/z50/reconstructions/reconstructions.png $G/
+cp $R/z50/samples/prior_predictive.png $R/z50/samples/posterior_predictive.png $G/
+cp $R/z50/interpolation/interpolation_same.png $R/z50/interpolation/interpolation_different.png $G/
+cp $R/z50/attribute_vectors/attribute_*.png $G/
+cp $R/z50/classical_baselines/classical_baselines.png $G/
+cp $R/autoencoder_vs_vae/autoencoder_vs_vae_z2.png $R/autoencoder_vs_vae/autoencoder_vs_vae_z10.png $G/
+cp $R/frey_faces/frey_reconstructions.png $R/frey_faces/frey_manifold.png $G/
+echo "gallery written to $G"
