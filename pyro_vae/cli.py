@@ -53,6 +53,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     g.add_argument("--hidden", type=int, nargs="*", default=list(m.hidden), help="MLP widths")
     g.add_argument("--activation", default=m.activation, choices=sorted(ACTIVATIONS))
     g.add_argument("--prior", default=m.prior, choices=sorted(PRIORS))
+    g.add_argument(
+        "--prior-components",
+        type=int,
+        default=m.prior_components,
+        help="mixture components (mog) or pseudo-inputs (vampprior)",
+    )
     g.add_argument("--likelihood", default=m.likelihood, choices=sorted(LIKELIHOODS))
     g.add_argument("--guide", default=m.guide, choices=sorted(GUIDES))
     g = parser.add_argument_group("training")
@@ -85,6 +91,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         prior=args.prior,
         likelihood=args.likelihood,
         guide=args.guide,
+        prior_components=args.prior_components,
     )
     train_config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)})
     return model_config, train_config

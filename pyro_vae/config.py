@@ -11,7 +11,7 @@ from torch import nn
 from .guides import DeltaGuide, NormalGuide
 from .likelihoods import LIKELIHOODS
 from .models import VAEModel
-from .priors import PRIORS
+from .priors import PRIORS, PriorArgs
 
 GUIDES: dict[str, type[nn.Module]] = {"normal": NormalGuide, "delta": DeltaGuide}
 
@@ -37,6 +37,7 @@ class ModelConfig:
     prior: str = "standard-normal"
     likelihood: str = "bernoulli"
     guide: str = "normal"
+    prior_components: int = 10  # mixture components (mog) or pseudo-inputs (vampprior)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -45,16 +46,17 @@ class ModelConfig:
         choose(GUIDES, self.guide, "guide")
 
     def build(self) -> tuple[VAEModel, nn.Module]:
-        """A fresh (model, guide) pair."""
+        """A fresh (model, guide) pair (the guide first: a VampPrior is built on it)."""
+        guide = GUIDES[self.guide](self.x_dim, self.z_dim, self.hidden, self.activation)
+        prior = PRIORS[self.prior](PriorArgs(self.z_dim, self.x_dim, self.prior_components, guide))
         model = VAEModel(
             self.x_dim,
             self.z_dim,
             self.hidden,
-            prior=PRIORS[self.prior](self.z_dim),
+            prior=prior,
             likelihood=LIKELIHOODS[self.likelihood](),
             activation=self.activation,
         )
-        guide = GUIDES[self.guide](self.x_dim, self.z_dim, self.hidden, self.activation)
         return model, guide
 
 

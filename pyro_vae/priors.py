@@ -3,12 +3,13 @@
 A prior is anything that, called with no arguments, returns a distribution with
 ``event_shape == (z_dim,)`` and empty batch shape. Project priors are ``nn.Module`` s so
 they follow the model across devices and, when they have parameters, are learned with it.
-Add a prior by writing one such class and, for the CLI, one entry in ``PRIORS``.
+Add a prior by writing one such class and, for configs and the CLI, one entry in ``PRIORS``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
@@ -42,6 +43,92 @@ class Flat(nn.Module):
 
     def forward(self) -> Distribution:
         return dist.ImproperUniform(constraints.real, (), (self.z_dim,))
+
+
+class LearnedNormal(nn.Module):
+    """p(z) = N(m, diag(s)^2) with m and log s learned."""
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(z_dim))
+        self.log_scale = nn.Parameter(torch.zeros(z_dim))
+
+    def forward(self) -> Distribution:
+        return dist.Normal(self.loc, self.log_scale.exp()).to_event(1)
+
+
+class MixtureOfGaussians(nn.Module):
+    """p(z) = sum_k pi_k N(z; m_k, diag(s_k)^2), K components; weights, means and scales
+    learned. Means start spread as draws from N(0, I) so the components can separate."""
+
+    def __init__(self, z_dim: int, components: int = 10) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.loc = nn.Parameter(torch.randn(components, z_dim))
+        self.log_scale = nn.Parameter(torch.zeros(components, z_dim))
+
+    def forward(self) -> Distribution:
+        return dist.MixtureSameFamily(
+            dist.Categorical(logits=self.logits),
+            dist.Normal(self.loc, self.log_scale.exp()).to_event(1),
+        )
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k): the guide's posteriors at K learned pseudo-inputs
+    (Tomczak & Welling 2018). u_k = sigmoid(w_k) keeps the pseudo-inputs in [0, 1].
+
+    The prior calls ``guide.posterior``; the guide is held by reference (not registered as a
+    submodule), so its parameters are saved and trained once, as the guide's.
+    """
+
+    def __init__(self, guide: nn.Module, x_dim: int, components: int = 500) -> None:
+        super().__init__()
+        if not hasattr(guide, "posterior"):
+            raise TypeError("VampPrior needs a guide with a posterior(x) method")
+        with torch.no_grad():
+            q = guide.posterior(torch.zeros(1, x_dim))
+        if isinstance(getattr(q, "base_dist", q), dist.Delta):
+            raise ValueError(
+                "VampPrior mixes the guide's posteriors, so it needs a guide with a density; "
+                "the delta guide is a point mass: use --guide normal"
+            )
+        object.__setattr__(self, "guide", guide)
+        self.pseudo_logits = nn.Parameter(torch.randn(components, x_dim) * 0.1 - 2.0)
+
+    def pseudo_inputs(self) -> torch.Tensor:
+        return torch.sigmoid(self.pseudo_logits)
+
+    def forward(self) -> Distribution:
+        components = self.guide.posterior(self.pseudo_inputs())
+        k = self.pseudo_logits.shape[0]
+        mixing = dist.Categorical(logits=torch.zeros(k, device=self.pseudo_logits.device))
+        return dist.MixtureSameFamily(mixing, components)
+
+
+class Laplace(nn.Module):
+    """p(z) = prod_i Laplace(z_i; 0, 1/sqrt 2): unit variance, heavier tails than N(0, I)."""
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(z_dim))
+        self.register_buffer("scale", torch.full((z_dim,), 0.5**0.5))
+
+    def forward(self) -> Distribution:
+        return dist.Laplace(self.loc, self.scale).to_event(1)
+
+
+class StudentT(nn.Module):
+    """p(z) = prod_i StudentT(z_i; df, 0, 1): heavy tails, df degrees of freedom."""
+
+    def __init__(self, z_dim: int, df: float = 5.0) -> None:
+        super().__init__()
+        self.register_buffer("df", torch.full((z_dim,), float(df)))
+        self.register_buffer("loc", torch.zeros(z_dim))
+        self.register_buffer("scale", torch.ones(z_dim))
+
+    def forward(self) -> Distribution:
+        return dist.StudentT(self.df, self.loc, self.scale).to_event(1)
 
 
 class FixedPrior:
@@ -88,7 +175,23 @@ def as_prior(prior: PriorLike | None, z_dim: int) -> nn.Module | Callable[[], Di
     return prior
 
 
-PRIORS: dict[str, Callable[[int], nn.Module]] = {
-    "standard-normal": StandardNormal,
-    "flat": Flat,
+@dataclass(frozen=True)
+class PriorArgs:
+    """What a prior factory may draw on: sizes, its component count, and the guide."""
+
+    z_dim: int
+    x_dim: int
+    components: int
+    guide: nn.Module
+
+
+# Priors by name for configs and the CLI: each factory takes PriorArgs.
+PRIORS: dict[str, Callable[[PriorArgs], nn.Module]] = {
+    "standard-normal": lambda a: StandardNormal(a.z_dim),
+    "normal": lambda a: LearnedNormal(a.z_dim),
+    "mog": lambda a: MixtureOfGaussians(a.z_dim, a.components),
+    "vampprior": lambda a: VampPrior(a.guide, a.x_dim, a.components),
+    "laplace": lambda a: Laplace(a.z_dim),
+    "student-t": lambda a: StudentT(a.z_dim),
+    "flat": lambda a: Flat(a.z_dim),
 }
