@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
+from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Distribution, constraints
 
 LikelihoodLike = Callable[[Tensor], Distribution]
 
@@ -72,9 +75,121 @@ class Normal(nn.Module):
         return dist.Normal(out, self.log_scale.exp(), validate_args=False).to_event(1)
 
 
+class NormalPixelScale(nn.Module):
+    """p(x|z) = prod_i N(x_i; mu_i(z), sigma_i(z)^2): the decoder predicts a mean and a scale
+    per pixel (sigma = softplus(.) + 1e-3), so it emits two outputs per pixel."""
+
+    params_per_pixel = 2
+    data_hint = "Normal needs finite real-valued data"
+
+    def forward(self, out: Tensor) -> Distribution:
+        loc, raw = out.chunk(2, dim=-1)
+        scale = F.softplus(raw) + 1e-3
+        return dist.Normal(loc, scale, validate_args=False).to_event(1)
+
+
+class Laplace(nn.Module):
+    """p(x|z) = prod_i Laplace(x_i; f(z)_i, b), one learned scale b (an L1 reconstruction)."""
+
+    data_hint = "Laplace needs finite real-valued data"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, out: Tensor) -> Distribution:
+        return dist.Laplace(out, self.log_scale.exp(), validate_args=False).to_event(1)
+
+
+class _EightBit(constraints.Constraint):
+    """Values k / 255 for k = 0, ..., 255 (8-bit grey levels scaled to [0, 1])."""
+
+    is_discrete = True
+
+    def check(self, value: Tensor) -> Tensor:
+        k = value * 255
+        return (value >= 0) & (value <= 1) & ((k - k.round()).abs() < 1e-3)
+
+    def __repr__(self) -> str:
+        return "EightBit()"
+
+
+eight_bit = _EightBit()
+
+
+class DiscretizedLogisticDistribution(TorchDistribution):
+    """A logistic(loc, exp(log_scale)) discretized to the 256 levels k / 255, the outer bins
+    taking the tails (Salimans et al. 2017, PixelCNN++; Kingma et al. 2016, IAF)."""
+
+    arg_constraints: ClassVar[dict] = {"loc": constraints.real, "log_scale": constraints.real}
+    support = eight_bit
+    half_bin = 0.5 / 255
+
+    def __init__(self, loc: Tensor, log_scale: Tensor, validate_args: bool | None = None):
+        self.loc, self.log_scale = torch.broadcast_tensors(loc, log_scale)
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):  # type: ignore[no-untyped-def]
+        new = self._get_checked_instance(DiscretizedLogisticDistribution, _instance)
+        new.loc = self.loc.expand(batch_shape)
+        new.log_scale = self.log_scale.expand(batch_shape)
+        super(DiscretizedLogisticDistribution, new).__init__(batch_shape, validate_args=False)
+        return new
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        inv_scale = torch.exp(-self.log_scale)
+        centred = value - self.loc
+        plus = inv_scale * (centred + self.half_bin)
+        minus = inv_scale * (centred - self.half_bin)
+        log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): the bottom bin
+        log_survival_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the top bin
+        delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+        mid = inv_scale * centred
+        # where the bin's mass underflows, use the density at its centre times its width
+        log_density_mid = mid - self.log_scale - 2 * F.softplus(mid) + math.log(2 * self.half_bin)
+        log_mid = torch.where(delta > 1e-5, torch.log(delta.clamp_min(1e-12)), log_density_mid)
+        return torch.where(
+            value < 0.5 / 255,
+            log_cdf_plus,
+            torch.where(value > 1 - 0.5 / 255, log_survival_minus, log_mid),
+        )
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        shape = self._extended_shape(torch.Size(sample_shape))
+        with torch.no_grad():
+            u = torch.rand(shape, device=self.loc.device).clamp(1e-5, 1 - 1e-5)
+            y = self.loc.expand(shape) + self.log_scale.exp().expand(shape) * (
+                u.log() - (-u).log1p()
+            )
+            return (y * 255).round().clamp(0, 255) / 255
+
+    @property
+    def mean(self) -> Tensor:
+        # E[x] = (1/255) sum_{k=1}^{255} P(x >= k/255): one logistic CDF per interior bin edge
+        edges = (torch.arange(1, 256, device=self.loc.device) - 0.5) / 255
+        cdf = torch.sigmoid((edges - self.loc[..., None]) * torch.exp(-self.log_scale)[..., None])
+        return (1 - cdf).sum(-1) / 255
+
+
+class DiscretizedLogistic(nn.Module):
+    """p(x|z) = prod_i DiscretizedLogistic(x_i; mu_i(z), s_i(z)) over the 256 levels of 8-bit
+    images scaled to [0, 1]: two decoder outputs per pixel (log s clamped at -7)."""
+
+    params_per_pixel = 2
+    data_hint = (
+        "the discretized logistic needs 8-bit grey levels k/255 (use --binarize none on "
+        "MNIST-like data; binarized data are levels 0 and 1 and fit too)"
+    )
+
+    def forward(self, out: Tensor) -> Distribution:
+        loc, log_scale = out.chunk(2, dim=-1)
+        return DiscretizedLogisticDistribution(loc, log_scale.clamp_min(-7.0)).to_event(1)
+
+
 def check_support(d: Distribution, x: Tensor, likelihood: object) -> None:
-    """Raise a one-line ``ValueError`` if any datum of ``x`` lies outside ``d.support``."""
-    bad = ~d.support.check(x)
+    """Raise a one-line ``ValueError`` if any datum of ``x`` lies outside ``d.support`` or is
+    not finite (torch's ``real`` constraint lets infinities through)."""
+    bad = ~d.support.check(x) | ~torch.isfinite(x).reshape(x.shape[0], -1).all(1)
     if bool(bad.any()):
         n_bad = int(bad.sum())
         name = getattr(likelihood, "__name__", type(likelihood).__name__)
@@ -83,22 +198,26 @@ def check_support(d: Distribution, x: Tensor, likelihood: object) -> None:
         raise ValueError(
             f"{n_bad} of {bad.numel()} data points lie outside the support of the {name} "
             f"likelihood ({d.support}; data range [{x_min:g}, {x_max:g}], NaN: "
-            f"{bool(x.isnan().any())}): {hint}"
+            f"{bool(x.isnan().any())}, infinite: {bool(x.isinf().any())}): {hint}"
         )
 
 
 def accepts_grey_levels(likelihood: LikelihoodLike, x_dim: int) -> bool:
-    """Whether x = 0.5 lies in the likelihood's support (False for Bernoulli-like ones)."""
+    """Whether the grey level 128/255 lies in the likelihood's support (False for Bernoulli-like
+    ones; true for continuous and for 8-bit likelihoods)."""
     k = getattr(likelihood, "params_per_pixel", 1)
     with torch.no_grad():
         d = likelihood(torch.zeros(1, x_dim * k))
-    return bool(d.support.check(torch.full((1, x_dim), 0.5)).all())
+    return bool(d.support.check(torch.full((1, x_dim), 128 / 255)).all())
 
 
 LIKELIHOODS: dict[str, Callable[[], nn.Module]] = {
     "bernoulli": Bernoulli,
     "cbernoulli": ContinuousBernoulli,
     "normal": Normal,
+    "normal-pixel": NormalPixelScale,
+    "laplace": Laplace,
+    "logistic256": DiscretizedLogistic,
 }
 
 __all__ = [

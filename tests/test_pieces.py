@@ -227,3 +227,60 @@ def test_delta_guide_with_flat_prior_is_a_plain_autoencoder():
         evaluate.log_likelihood(model, guide, x, 10)
     with pytest.raises(NotImplementedError):
         model(batch_size=3)  # an improper prior cannot be sampled
+
+
+def test_discretized_logistic_is_a_distribution_over_256_levels():
+    from pyro_vae.likelihoods import DiscretizedLogisticDistribution
+
+    levels = torch.arange(256) / 255
+    for loc, log_scale in ((0.4, -3.0), (-0.2, -1.0), (0.99, -6.0), (0.5, -7.0)):
+        d = DiscretizedLogisticDistribution(torch.tensor(loc), torch.tensor(log_scale))
+        probs = d.log_prob(levels).exp()
+        assert probs.sum().item() == pytest.approx(1.0, abs=1e-4)
+        assert d.mean.item() == pytest.approx((probs * levels).sum().item(), abs=1e-3)
+    # hand case: an interior bin is sigmoid((x + h - m)/s) - sigmoid((x - h - m)/s)
+    d = DiscretizedLogisticDistribution(torch.tensor(0.3), torch.tensor(math.log(0.05)))
+    x, h = 77 / 255, 0.5 / 255
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    expected = math.log(sig((x + h - 0.3) / 0.05) - sig((x - h - 0.3) / 0.05))
+    assert d.log_prob(torch.tensor(x)).item() == pytest.approx(expected, rel=1e-4)
+    assert set((d.sample((50,)) * 255).round().unique().tolist()) <= set(range(256))
+
+
+@pytest.mark.parametrize(
+    "likelihood, data, ok",
+    [
+        (likelihoods.DiscretizedLogistic(), torch.tensor([[0.0, 17 / 255, 1.0]]), True),
+        (likelihoods.DiscretizedLogistic(), torch.tensor([[0.5, 0.1, 0.2]]), False),
+        (likelihoods.Laplace(), torch.tensor([[0.5, -3.0, 2.0]]), True),
+        (likelihoods.Laplace(), torch.tensor([[0.5, math.inf, 2.0]]), False),
+        (likelihoods.NormalPixelScale(), torch.tensor([[0.5, -3.0, 2.0]]), True),
+        (likelihoods.NormalPixelScale(), torch.tensor([[math.nan, 0.0, 0.0]]), False),
+    ],
+)
+def test_likelihood_support_checks(likelihood, data, ok):
+    model = models.VAEModel(3, 2, (8,), likelihood=likelihood)
+    if ok:
+        assert torch.isfinite(poutine.trace(model).get_trace(data).log_prob_sum())
+    else:
+        with pytest.raises(ValueError, match="outside the support"):
+            model(data)
+
+
+def test_laplace_and_pixel_normal_log_probs():
+    out = torch.tensor([[0.2, -0.1]])
+    lap = likelihoods.Laplace()
+    with torch.no_grad():
+        lap.log_scale.fill_(math.log(0.5))
+    x = torch.tensor([[0.0, 0.4]])
+    expected = sum(-math.log(2 * 0.5) - abs(a - b) / 0.5 for a, b in ((0.0, 0.2), (0.4, -0.1)))
+    assert lap(out).log_prob(x).item() == pytest.approx(expected, rel=1e-6)
+    raw = torch.tensor([[0.2, -0.1, 0.0, 1.0]])  # (loc_1, loc_2, raw_1, raw_2)
+    sd = [math.log1p(math.exp(0.0)) + 1e-3, math.log1p(math.exp(1.0)) + 1e-3]
+    expected = sum(
+        -0.5 * math.log(2 * math.pi * s**2) - (a - m) ** 2 / (2 * s**2)
+        for a, m, s in ((0.0, 0.2, sd[0]), (0.4, -0.1, sd[1]))
+    )
+    d = likelihoods.NormalPixelScale()(raw)
+    assert d.event_shape == (2,)
+    assert d.log_prob(x).item() == pytest.approx(expected, rel=1e-5)
