@@ -8,12 +8,17 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from .guides import DeltaGuide, NormalGuide
+from .guides import DeltaGuide, FullCovGuide, IAFGuide, NormalGuide
 from .likelihoods import LIKELIHOODS
 from .models import VAEModel
 from .priors import PRIORS, PriorArgs
 
-GUIDES: dict[str, type[nn.Module]] = {"normal": NormalGuide, "delta": DeltaGuide}
+GUIDES: dict[str, type[nn.Module]] = {
+    "normal": NormalGuide,
+    "fullcov": FullCovGuide,
+    "iaf": IAFGuide,
+    "delta": DeltaGuide,
+}
 
 T = TypeVar("T")
 

@@ -12,13 +12,14 @@ from .runtime import module_local_params
 
 @torch.no_grad()
 def encode(guide: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
-    """Posterior means E_q[z | x] (a draw of z where the guide has no ``posterior``)."""
+    """Posterior means E_q[z | x]; a draw of z where the mean has no closed form (flows) or the
+    guide has no ``posterior``."""
     out = []
     with module_local_params(guide):
         for xb in x.split(batch_size):
-            if hasattr(guide, "posterior"):
+            try:
                 out.append(guide.posterior(xb).mean)
-            else:
+            except (AttributeError, NotImplementedError):
                 out.append(poutine.trace(guide).get_trace(xb).nodes["z"]["value"])
     return torch.cat(out)
 

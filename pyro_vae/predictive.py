@@ -13,6 +13,7 @@ from pyro import poutine
 from pyro.infer import Predictive
 from torch import Tensor, nn
 
+from . import latent
 from .runtime import module_local_params
 
 
@@ -43,10 +44,5 @@ def posterior_predictive(
 
 @torch.no_grad()
 def reconstruct(model: nn.Module, guide: nn.Module, x: Tensor) -> Tensor:
-    """E[x | z] at the posterior mean of z (a sample of z if the guide has no ``posterior``)."""
-    with module_local_params(model, guide):
-        if hasattr(guide, "posterior"):
-            z = guide.posterior(x).mean
-        else:
-            z = poutine.trace(guide).get_trace(x).nodes["z"]["value"]
-        return model.decode(z).mean
+    """E[x | z] at the posterior mean of z (see :func:`pyro_vae.latent.encode`)."""
+    return latent.decode(model, latent.encode(guide, x))

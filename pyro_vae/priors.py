@@ -91,7 +91,12 @@ class VampPrior(nn.Module):
         if isinstance(getattr(q, "base_dist", q), dist.Delta):
             raise ValueError(
                 "VampPrior mixes the guide's posteriors, so it needs a guide with a density; "
-                "the delta guide is a point mass: use --guide normal"
+                "the delta guide is a point mass: use --guide normal or fullcov"
+            )
+        if isinstance(q, torch.distributions.TransformedDistribution):
+            raise ValueError(
+                "VampPrior evaluates the guide's posteriors at arbitrary z, but a flow guide's "
+                "density is cheap only at its own samples: use --guide normal or fullcov"
             )
         object.__setattr__(self, "guide", guide)
         self.pseudo_logits = nn.Parameter(torch.randn(components, x_dim) * 0.1 - 2.0)

@@ -95,6 +95,11 @@ class Trainer:
     ) -> None:
         self.model, self.guide, self.config, self.device = model, guide, config, device
         self.elbo = make_elbo(config.elbo, config.num_particles)
+        if isinstance(self.elbo, TraceMeanField_ELBO) and not getattr(guide, "mean_field", True):
+            raise ValueError(
+                f"--elbo {config.elbo} needs a mean-field guide, and {type(guide).__name__} is "
+                "not one: choose --elbo trace, jit-trace or iwae, or --guide normal or fullcov"
+            )
         self.loss = self.elbo(model, guide)
         self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
         self._differentiable = not isinstance(self.elbo, RenyiELBO)

@@ -1,0 +1,47 @@
+"""Amortized full-covariance Normal encoder as a Pyro guide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+from torch import Tensor
+from torch.distributions import Distribution
+
+from ..nets import MLP
+from .normal import MIN_SCALE
+
+
+class FullCovGuide(PyroModule):
+    """q(z | x) = N(mu_φ(x), L_φ(x) L_φ(x)^T), site "z", with a predicted Cholesky factor L:
+    a positive diagonal (softplus + 1e-4) and a free strictly-lower triangle, so the posterior
+    can be correlated. One MLP emits z_dim + z_dim + z_dim (z_dim - 1) / 2 numbers."""
+
+    def __init__(
+        self, x_dim: int, z_dim: int, hidden: Sequence[int] = (500, 500), activation: str = "elu"
+    ) -> None:
+        super().__init__()
+        self.x_dim, self.z_dim = x_dim, z_dim
+        self.n_lower = z_dim * (z_dim - 1) // 2
+        self.encoder = MLP(x_dim, hidden, 2 * z_dim + self.n_lower, activation)
+        rows, cols = torch.tril_indices(z_dim, z_dim, offset=-1)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+
+    def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
+        if x is None:
+            raise ValueError("the guide q(z|x) encodes data: call guide(x) with x given")
+        with pyro.plate("data", x.shape[0]):
+            return pyro.sample("z", self.posterior(x))
+
+    def posterior(self, x: Tensor) -> Distribution:
+        out = self.encoder(x)
+        loc, raw_diag, lower = out.split([self.z_dim, self.z_dim, self.n_lower], dim=-1)
+        tril = lower.new_zeros(*lower.shape[:-1], self.z_dim, self.z_dim)
+        tril[..., self.rows, self.cols] = lower
+        tril = tril + torch.diag_embed(F.softplus(raw_diag) + MIN_SCALE)
+        return dist.MultivariateNormal(loc, scale_tril=tril)
