@@ -67,6 +67,13 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     g.add_argument("--lr", type=float, default=t.lr)
     g.add_argument("--elbo", default=t.elbo, choices=sorted(ELBOS))
     g.add_argument("--particles", dest="num_particles", type=int, default=t.num_particles)
+    g.add_argument("--beta", type=float, default=t.beta, help="KL weight (β-VAE); 1 = ELBO")
+    g.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=t.warmup_epochs,
+        help="ramp the KL weight from 0 to --beta over these epochs",
+    )
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--device", default=t.device, help="auto (CUDA if present), cpu, cuda[:N]")
     g.add_argument(

@@ -77,6 +77,8 @@ class TrainConfig:
     lr: float = 1e-3
     elbo: str = "trace"
     num_particles: int = 1
+    beta: float = 1.0  # weight of the KL term (β-VAE); 1 is the ELBO
+    warmup_epochs: int = 0  # ramp the KL weight linearly from 0 to beta over these epochs
     seed: int = 0
     device: str = "auto"
     train_size: int | None = None  # first N training data only (quick runs)

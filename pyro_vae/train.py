@@ -29,6 +29,7 @@ from . import evaluate
 from .checkpoint import load_modules
 from .config import TrainConfig, choose
 from .data import batches
+from .objectives import ScaleLatents, kl_weight
 from .runtime import module_local_params, rng_state, set_rng_state
 
 
@@ -110,6 +111,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self._validated = False
+        self._kl_scale = ScaleLatents(1.0)
         self._param_store: dict = {"params": {}, "constraints": {}}  # for the Jit ELBOs
 
     # -- state -----------------------------------------------------------------------------
@@ -145,8 +147,11 @@ class Trainer:
 
         Each epoch draws a fresh permutation of ``train`` (one tensor on the device); with
         ``dynamic`` each batch is a new Bernoulli draw of the grey levels. After each epoch the
-        row ``{epoch, step, train_elbo, test_elbo, test_reconstruction, test_kl, seconds}``
-        (nats per datum) is appended and passed to the hooks' ``on_epoch``.
+        row ``{epoch, step, train_elbo, test_elbo, test_reconstruction, test_kl, beta,
+        seconds}`` (nats per datum) is appended and passed to the hooks' ``on_epoch``.
+        ``train_elbo`` is the training objective's running mean: the ELBO, or with ``beta`` /
+        warm-up the β-weighted objective, or for ``iwae`` the k-sample bound; the test
+        columns are always the plain ELBO and its terms.
         """
         on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
@@ -158,6 +163,8 @@ class Trainer:
             while self.epoch < epochs:
                 start = time.perf_counter()
                 self.loss.train()
+                beta = kl_weight(self.config.beta, self.config.warmup_epochs, self.epoch)
+                self._kl_scale.scale = beta
                 total = torch.zeros((), device=self.device)
                 bar = tqdm(
                     total=steps_per_epoch,
@@ -185,6 +192,7 @@ class Trainer:
                     "test_elbo": math.nan,
                     "test_reconstruction": math.nan,
                     "test_kl": math.nan,
+                    "beta": beta,
                     "seconds": time.perf_counter() - start,
                 }
                 if test is not None:
@@ -198,7 +206,7 @@ class Trainer:
     def _step(self, x: Tensor) -> Tensor:
         # Pyro's shape and support validation runs on the first step only: it costs ~2 ms per
         # step here, and the data were checked against the likelihood's support up front.
-        with pyro.validation_enabled(not self._validated):
+        with pyro.validation_enabled(not self._validated), self._kl_scale:
             self.optimizer.zero_grad(set_to_none=True)
             if self._differentiable:
                 loss = self.loss(x)

@@ -120,6 +120,7 @@ def test_run_writes_its_folder(small_config, tmp_path, capsys):
         "test_elbo",
         "test_reconstruction",
         "test_kl",
+        "beta",
         "seconds",
     }
     for r in rows:
@@ -224,3 +225,33 @@ def test_jit_meanfield_compiles_once():
     compiled = trainer.elbo._differentiable_loss
     trainer.fit(blobs(64), epochs=3, progress=False)
     assert trainer.elbo._differentiable_loss is compiled
+
+
+def test_beta_scales_only_the_kl_term():
+    import pyro
+    from pyro.infer import Trace_ELBO
+
+    from pyro_vae.objectives import ScaleLatents
+
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    x = blobs(32)
+
+    def loss(beta):
+        pyro.set_rng_seed(3)
+        with ScaleLatents(beta):
+            return Trace_ELBO().differentiable_loss(model, guide, x).item()
+
+    pyro.set_rng_seed(3)
+    z = guide.posterior(x).rsample()
+    reconstruction = model.decode(z).log_prob(x).sum().item()
+    kl = (guide.posterior(x).log_prob(z) - model.prior().log_prob(z)).sum().item()
+    assert loss(0.0) == pytest.approx(-reconstruction, rel=1e-5)
+    assert loss(1.0) == pytest.approx(-reconstruction + kl, rel=1e-5)
+    assert loss(4.0) == pytest.approx(-reconstruction + 4 * kl, rel=1e-5)
+
+
+def test_kl_warmup_ramps_beta_per_epoch():
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    config = TrainConfig(batch_size=64, beta=2.0, warmup_epochs=4)
+    history = Trainer(model, guide, config, CPU).fit(blobs(64), 6, progress=False)
+    assert [r["beta"] for r in history] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
