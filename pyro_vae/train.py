@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import pyro
 import torch
+from pyro.distributions import Delta, ImproperUniform
 from pyro.infer import (
     ELBO,
     JitTrace_ELBO,
@@ -96,11 +97,7 @@ class Trainer:
     ) -> None:
         self.model, self.guide, self.config, self.device = model, guide, config, device
         self.elbo = make_elbo(config.elbo, config.num_particles)
-        if isinstance(self.elbo, TraceMeanField_ELBO) and not getattr(guide, "mean_field", True):
-            raise ValueError(
-                f"--elbo {config.elbo} needs a mean-field guide, and {type(guide).__name__} is "
-                "not one: choose --elbo trace, jit-trace or iwae, or --guide normal or fullcov"
-            )
+        check_pair(model, guide, self.elbo, config.elbo)
         self.loss = self.elbo(model, guide)
         self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
         self._differentiable = not isinstance(self.elbo, RenyiELBO)
@@ -234,6 +231,32 @@ class Trainer:
         z per datum."""
         self.loss.eval()
         return evaluate.elbo_terms(self.model, self.guide, x)
+
+
+def check_pair(model: nn.Module, guide: nn.Module, elbo: ELBO, elbo_name: str) -> None:
+    """Refuse combinations that cannot train, with the fix in the message."""
+    if isinstance(elbo, TraceMeanField_ELBO) and not getattr(guide, "mean_field", True):
+        raise ValueError(
+            f"--elbo {elbo_name} needs a mean-field guide, and {type(guide).__name__} is "
+            "not one: choose --elbo trace, jit-trace or iwae, or --guide normal or fullcov"
+        )
+    prior = getattr(model, "prior", None)
+    x_dim = getattr(guide, "x_dim", None)
+    if prior is None or x_dim is None or not hasattr(guide, "posterior"):
+        return
+    with torch.no_grad():
+        improper = isinstance(prior(), ImproperUniform)
+        q = guide.posterior(torch.zeros(1, x_dim, device=_device_of(guide)))
+    if improper and not isinstance(getattr(q, "base_dist", q), Delta):
+        raise ValueError(
+            "the flat prior is improper: with a guide that has a density the ELBO is unbounded "
+            "(the guide's entropy grows without limit); use --guide delta (a plain "
+            "autoencoder) or a proper prior"
+        )
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _fused_adam_ok(device: torch.device) -> bool:
