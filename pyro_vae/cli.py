@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import checkpoint, data, evaluate
 from . import run as runs
-from .config import GUIDES, ModelConfig, TrainConfig
+from .config import GUIDES, NETS, ModelConfig, TrainConfig
 from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS
 from .priors import PRIORS
@@ -52,6 +52,12 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     g.add_argument("--z-dim", type=int, default=m.z_dim)
     g.add_argument("--hidden", type=int, nargs="*", default=list(m.hidden), help="MLP widths")
     g.add_argument("--activation", default=m.activation, choices=sorted(ACTIVATIONS))
+    g.add_argument(
+        "--net",
+        default=m.net,
+        choices=list(NETS),
+        help="mlp, or conv (convolutional; --hidden's first width sizes its dense layer)",
+    )
     g.add_argument("--prior", default=m.prior, choices=sorted(PRIORS))
     g.add_argument(
         "--prior-components",
@@ -99,6 +105,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         likelihood=args.likelihood,
         guide=args.guide,
         prior_components=args.prior_components,
+        net=args.net,
     )
     train_config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)})
     return model_config, train_config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
@@ -11,7 +11,10 @@ from torch import nn
 from .guides import DeltaGuide, FullCovGuide, IAFGuide, NormalGuide
 from .likelihoods import LIKELIHOODS
 from .models import VAEModel
+from .nets import ConvDecoder, ConvEncoder
 from .priors import PRIORS, PriorArgs
+
+NETS = ("mlp", "conv")
 
 GUIDES: dict[str, type[nn.Module]] = {
     "normal": NormalGuide,
@@ -23,8 +26,12 @@ GUIDES: dict[str, type[nn.Module]] = {
 T = TypeVar("T")
 
 
-def choose(table: Mapping[str, T], name: str, what: str) -> T:
+def choose(table: Mapping[str, T] | Sequence[str], name: str, what: str) -> T:
     """``table[name]`` or a one-line error naming the valid choices."""
+    if not isinstance(table, Mapping):
+        if name not in table:
+            raise ValueError(f"unknown {what} {name!r}; choose one of {sorted(table)}")
+        return name  # type: ignore[return-value]
     try:
         return table[name]
     except KeyError:
@@ -43,26 +50,48 @@ class ModelConfig:
     likelihood: str = "bernoulli"
     guide: str = "normal"
     prior_components: int = 10  # mixture components (mog) or pseudo-inputs (vampprior)
+    net: str = "mlp"  # or "conv": convolutional encoder and decoder for images
+    image_shape: tuple[int, ...] | None = None  # set from the data; needed by "conv"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.image_shape is not None:
+            self.image_shape = tuple(int(s) for s in self.image_shape)
+        choose(NETS, self.net, "net")
         choose(PRIORS, self.prior, "prior")
         choose(LIKELIHOODS, self.likelihood, "likelihood")
         choose(GUIDES, self.guide, "guide")
 
     def build(self) -> tuple[VAEModel, nn.Module]:
         """A fresh (model, guide) pair (the guide first: a VampPrior is built on it)."""
-        guide = GUIDES[self.guide](self.x_dim, self.z_dim, self.hidden, self.activation)
+        likelihood = LIKELIHOODS[self.likelihood]()
+        guide_cls = GUIDES[self.guide]
+        encoder, decoder = (
+            self._conv_nets(likelihood, guide_cls) if self.net == "conv" else (None, None)
+        )
+        guide = guide_cls(self.x_dim, self.z_dim, self.hidden, self.activation, encoder=encoder)
         prior = PRIORS[self.prior](PriorArgs(self.z_dim, self.x_dim, self.prior_components, guide))
         model = VAEModel(
             self.x_dim,
             self.z_dim,
             self.hidden,
             prior=prior,
-            likelihood=LIKELIHOODS[self.likelihood](),
+            likelihood=likelihood,
             activation=self.activation,
+            decoder=decoder,
         )
         return model, guide
+
+    def _conv_nets(self, likelihood: nn.Module, guide_cls: type) -> tuple[nn.Module, nn.Module]:
+        if self.image_shape is None:
+            raise ValueError("--net conv needs the data's image_shape (set by the run)")
+        width = self.hidden[0] if self.hidden else 256
+        channels = getattr(likelihood, "params_per_pixel", 1)
+        encoder = ConvEncoder(
+            self.image_shape, guide_cls.encoder_width(self.z_dim), width, self.activation
+        )
+        decoder = ConvDecoder(self.z_dim, self.image_shape, channels, width, self.activation)
+        return encoder, decoder
 
 
 @dataclass

@@ -42,3 +42,73 @@ class MLP(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x)
+
+
+class ConvEncoder(nn.Module):
+    """Images (batch, H*W) -> (batch, out_dim): two stride-2 4x4 convolutions (32 and 64
+    channels, H and W divisible by 4), then a hidden layer of ``hidden`` units."""
+
+    def __init__(
+        self, image_shape: Sequence[int], out_dim: int, hidden: int = 256, act: str = "elu"
+    ) -> None:
+        super().__init__()
+        h, w = _conv_grid(image_shape)
+        self.image_shape = tuple(image_shape)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 4, stride=2, padding=1),
+            activation(act),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            activation(act),
+            nn.Flatten(),
+            nn.Linear(64 * h * w, hidden),
+            activation(act),
+            nn.Linear(hidden, out_dim),
+        )
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch = x.shape[:-1]
+        y = self.net(x.reshape(-1, 1, *self.image_shape))
+        return y.reshape(*batch, self.out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """Codes (batch, z_dim) -> (batch, channels*H*W), channel-major (all of channel 0, then
+    channel 1...): a hidden layer, then two stride-2 4x4 transposed convolutions."""
+
+    def __init__(
+        self,
+        z_dim: int,
+        image_shape: Sequence[int],
+        channels: int = 1,
+        hidden: int = 256,
+        act: str = "elu",
+    ) -> None:
+        super().__init__()
+        self.grid = _conv_grid(image_shape)
+        self.channels = channels
+        self.out_dim = channels * int(image_shape[0]) * int(image_shape[1])
+        self.net = nn.Sequential(
+            nn.Linear(z_dim, hidden),
+            activation(act),
+            nn.Linear(hidden, 64 * self.grid[0] * self.grid[1]),
+            activation(act),
+            nn.Unflatten(1, (64, *self.grid)),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            activation(act),
+            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        batch = z.shape[:-1]
+        y = self.net(z.reshape(-1, z.shape[-1]))
+        return y.reshape(*batch, self.out_dim)
+
+
+def _conv_grid(image_shape: Sequence[int]) -> tuple[int, int]:
+    if len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4:
+        raise ValueError(
+            f"the convolutional nets need 2-D images with sides divisible by 4; got "
+            f"{tuple(image_shape)}: use --net mlp"
+        )
+    return int(image_shape[0]) // 4, int(image_shape[1]) // 4

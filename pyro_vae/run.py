@@ -72,7 +72,7 @@ def build(
     if dataset is None:
         dataset = data.load(train_config.dataset, train_config.data_dir)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
-    model_config = replace(model_config, x_dim=dataset.x_dim)
+    model_config = replace(model_config, x_dim=dataset.x_dim, image_shape=dataset.image_shape)
     model, guide = model_config.build()
     binarize = resolve_binarize(train_config.binarize, model, dataset)
     dataset = data.prepare(dataset, binarize, seed=train_config.seed).to(device)

@@ -317,3 +317,24 @@ def test_meanfield_elbo_refuses_a_flow_guide():
     model, guide = ModelConfig(x_dim=6, z_dim=2, hidden=(8,), guide="iaf").build()
     with pytest.raises(ValueError, match=r"needs a mean-field guide.*--elbo trace"):
         Trainer(model, guide, TrainConfig(elbo="meanfield"), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (28, 20)])
+def test_conv_nets_shapes_and_particle_dims(shape):
+    from pyro_vae import evaluate
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.nets import ConvDecoder, ConvEncoder
+
+    x_dim = shape[0] * shape[1]
+    assert ConvEncoder(shape, 7)(torch.rand(3, x_dim)).shape == (3, 7)
+    assert ConvDecoder(4, shape, channels=2)(torch.randn(5, 3, 4)).shape == (5, 3, 2 * x_dim)
+    model, guide = ModelConfig(
+        x_dim=x_dim, z_dim=4, hidden=(32,), net="conv", image_shape=shape
+    ).build()
+    x = torch.bernoulli(torch.rand(6, x_dim) * 0.3)
+    ll = evaluate.log_likelihood(model, guide, x, num_samples=7)  # (particles, data, z) codes
+    assert ll.shape == (6,) and torch.isfinite(ll).all()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ModelConfig(x_dim=30, z_dim=2, net="conv", image_shape=(5, 6)).build()
+    with pytest.raises(ValueError, match="unknown net 'rnn'"):
+        ModelConfig(net="rnn")

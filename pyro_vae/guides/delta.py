@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pyro
 import pyro.distributions as dist
 from pyro.nn import PyroModule
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..nets import MLP
@@ -22,11 +22,21 @@ class DeltaGuide(PyroModule):
     """
 
     def __init__(
-        self, x_dim: int, z_dim: int, hidden: Sequence[int] = (500, 500), activation: str = "elu"
+        self,
+        x_dim: int,
+        z_dim: int,
+        hidden: Sequence[int] = (500, 500),
+        activation: str = "elu",
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.x_dim, self.z_dim = x_dim, z_dim
-        self.encoder = MLP(x_dim, hidden, z_dim, activation)
+        self.encoder = MLP(x_dim, hidden, z_dim, activation) if encoder is None else encoder
+
+    @staticmethod
+    def encoder_width(z_dim: int) -> int:
+        """Outputs the encoder network must give: the code."""
+        return z_dim
 
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:

@@ -9,7 +9,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..nets import MLP
@@ -22,15 +22,26 @@ class FullCovGuide(PyroModule):
     can be correlated. One MLP emits z_dim + z_dim + z_dim (z_dim - 1) / 2 numbers."""
 
     def __init__(
-        self, x_dim: int, z_dim: int, hidden: Sequence[int] = (500, 500), activation: str = "elu"
+        self,
+        x_dim: int,
+        z_dim: int,
+        hidden: Sequence[int] = (500, 500),
+        activation: str = "elu",
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.x_dim, self.z_dim = x_dim, z_dim
         self.n_lower = z_dim * (z_dim - 1) // 2
-        self.encoder = MLP(x_dim, hidden, 2 * z_dim + self.n_lower, activation)
+        width = self.encoder_width(z_dim)
+        self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
         rows, cols = torch.tril_indices(z_dim, z_dim, offset=-1)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
+
+    @staticmethod
+    def encoder_width(z_dim: int) -> int:
+        """Outputs the encoder network must give: loc, raw diagonal, strict lower triangle."""
+        return 2 * z_dim + z_dim * (z_dim - 1) // 2
 
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:

@@ -34,14 +34,21 @@ class IAFGuide(PyroModule):
         flows: int = 2,
         context_dim: int = 50,
         flow_hidden: int = 100,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.x_dim, self.z_dim, self.context_dim = x_dim, z_dim, context_dim
-        self.encoder = MLP(x_dim, hidden, 2 * z_dim + context_dim, activation)
+        width = self.encoder_width(z_dim, context_dim)
+        self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
         self.flows = nn.ModuleList(
             conditional_affine_autoregressive(z_dim, context_dim, hidden_dims=[flow_hidden])
             for _ in range(flows)
         )
+
+    @staticmethod
+    def encoder_width(z_dim: int, context_dim: int = 50) -> int:
+        """Outputs the encoder network must give: loc, raw scale and the flows' context."""
+        return 2 * z_dim + context_dim
 
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:

@@ -8,7 +8,7 @@ import pyro
 import pyro.distributions as dist
 import torch.nn.functional as F
 from pyro.nn import PyroModule
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..nets import MLP
@@ -29,6 +29,8 @@ class NormalGuide(PyroModule):
         z_dim: size of the latent code (must match the model's).
         hidden: widths of the encoder's hidden layers.
         activation: hidden-layer activation, one of ``nets.ACTIVATIONS``.
+        encoder: another network (e.g. ``nets.ConvEncoder``) mapping (batch, x_dim) to
+            (batch, 2 * z_dim), instead of the MLP.
     """
 
     def __init__(
@@ -37,10 +39,17 @@ class NormalGuide(PyroModule):
         z_dim: int,
         hidden: Sequence[int] = (500, 500),
         activation: str = "elu",
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.x_dim, self.z_dim = x_dim, z_dim
-        self.encoder = MLP(x_dim, hidden, 2 * z_dim, activation)
+        width = self.encoder_width(z_dim)
+        self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
+
+    @staticmethod
+    def encoder_width(z_dim: int) -> int:
+        """Outputs the encoder network must give: loc and raw scale."""
+        return 2 * z_dim
 
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:

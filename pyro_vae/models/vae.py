@@ -8,7 +8,7 @@ import pyro
 import torch
 from pyro.nn import PyroModule
 from pyro.poutine.util import is_validation_enabled
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..likelihoods import Bernoulli, LikelihoodLike, check_support
@@ -37,6 +37,8 @@ class VAEModel(PyroModule):
         likelihood: maps decoder output to p(x|z); see :mod:`pyro_vae.likelihoods`.
             Defaults to ``likelihoods.Bernoulli()``.
         activation: hidden-layer activation, one of ``nets.ACTIVATIONS``.
+        decoder: another network for f_theta (e.g. ``nets.ConvDecoder``) instead of the MLP;
+            it maps (batch, z_dim) to (batch, x_dim * params_per_pixel).
     """
 
     def __init__(
@@ -47,13 +49,16 @@ class VAEModel(PyroModule):
         prior: PriorLike | None = None,
         likelihood: LikelihoodLike | None = None,
         activation: str = "elu",
+        decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.x_dim, self.z_dim = x_dim, z_dim
         self.prior = as_prior(prior, z_dim)
         self.likelihood = Bernoulli() if likelihood is None else likelihood
         params_per_pixel = getattr(self.likelihood, "params_per_pixel", 1)
-        self.decoder = MLP(z_dim, hidden, x_dim * params_per_pixel, activation)
+        self.decoder = (
+            MLP(z_dim, hidden, x_dim * params_per_pixel, activation) if decoder is None else decoder
+        )
 
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         n = self._num_data(x, batch_size)
