@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
-from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..nets import MLP
+from .base import AmortizedGuide
 
 
-class DeltaGuide(PyroModule):
+class DeltaGuide(AmortizedGuide):
     """q(z | x) = δ(z - f_φ(x)), site "z": one code per datum, no posterior spread.
 
     With it, the ELBO is log p(x | f(x)) + log p(f(x)): amortized MAP inference of z. With a
@@ -29,20 +27,12 @@ class DeltaGuide(PyroModule):
         activation: str = "elu",
         encoder: nn.Module | None = None,
     ) -> None:
-        super().__init__()
-        self.x_dim, self.z_dim = x_dim, z_dim
-        self.encoder = MLP(x_dim, hidden, z_dim, activation) if encoder is None else encoder
+        super().__init__(x_dim, z_dim, hidden, activation, encoder, self.encoder_width(z_dim))
 
     @staticmethod
     def encoder_width(z_dim: int) -> int:
         """Outputs the encoder network must give: the code."""
         return z_dim
-
-    def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
-        if x is None:
-            raise ValueError("the guide q(z|x) encodes data: call guide(x) with x given")
-        with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.posterior(x))
 
     def posterior(self, x: Tensor) -> Distribution:
         """δ(z - f(x)); its ``.mean`` is the code."""

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..nets import MLP
+from .base import AmortizedGuide
 from .normal import MIN_SCALE
 
 
-class FullCovGuide(PyroModule):
+class FullCovGuide(AmortizedGuide):
     """q(z | x) = N(mu_φ(x), L_φ(x) L_φ(x)^T), site "z", with a predicted Cholesky factor L:
     a positive diagonal (softplus + 1e-4) and a free strictly-lower triangle, so the posterior
     can be correlated. One MLP emits z_dim + z_dim + z_dim (z_dim - 1) / 2 numbers."""
@@ -29,11 +27,8 @@ class FullCovGuide(PyroModule):
         activation: str = "elu",
         encoder: nn.Module | None = None,
     ) -> None:
-        super().__init__()
-        self.x_dim, self.z_dim = x_dim, z_dim
+        super().__init__(x_dim, z_dim, hidden, activation, encoder, self.encoder_width(z_dim))
         self.n_lower = z_dim * (z_dim - 1) // 2
-        width = self.encoder_width(z_dim)
-        self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
         rows, cols = torch.tril_indices(z_dim, z_dim, offset=-1)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
@@ -42,12 +37,6 @@ class FullCovGuide(PyroModule):
     def encoder_width(z_dim: int) -> int:
         """Outputs the encoder network must give: loc, raw diagonal, strict lower triangle."""
         return 2 * z_dim + z_dim * (z_dim - 1) // 2
-
-    def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
-        if x is None:
-            raise ValueError("the guide q(z|x) encodes data: call guide(x) with x given")
-        with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.posterior(x))
 
     def posterior(self, x: Tensor) -> Distribution:
         out = self.encoder(x)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch.nn.functional as F
 from pyro.distributions.transforms import conditional_affine_autoregressive
-from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..nets import MLP
+from .base import AmortizedGuide
 from .normal import MIN_SCALE
 
 
-class IAFGuide(PyroModule):
+class IAFGuide(AmortizedGuide):
     """q(z | x): z_0 ~ N(mu_φ(x), diag sigma_φ(x)^2), then z = f_K o ... o f_1(z_0) with
     inverse autoregressive flows f_k (Kingma et al. 2016) conditioned on a context h_φ(x) from
     the same encoder (``pyro.distributions.transforms.conditional_affine_autoregressive``).
@@ -36,10 +34,9 @@ class IAFGuide(PyroModule):
         flow_hidden: int = 100,
         encoder: nn.Module | None = None,
     ) -> None:
-        super().__init__()
-        self.x_dim, self.z_dim, self.context_dim = x_dim, z_dim, context_dim
         width = self.encoder_width(z_dim, context_dim)
-        self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
+        super().__init__(x_dim, z_dim, hidden, activation, encoder, width)
+        self.context_dim = context_dim
         self.flows = nn.ModuleList(
             conditional_affine_autoregressive(z_dim, context_dim, hidden_dims=[flow_hidden])
             for _ in range(flows)
@@ -49,12 +46,6 @@ class IAFGuide(PyroModule):
     def encoder_width(z_dim: int, context_dim: int = 50) -> int:
         """Outputs the encoder network must give: loc, raw scale and the flows' context."""
         return 2 * z_dim + context_dim
-
-    def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
-        if x is None:
-            raise ValueError("the guide q(z|x) encodes data: call guide(x) with x given")
-        with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.posterior(x))
 
     def posterior(self, x: Tensor) -> Distribution:
         loc, raw, context = self.encoder(x).split([self.z_dim, self.z_dim, self.context_dim], -1)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyro
 import pyro.distributions as dist
 import torch.nn.functional as F
-from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..nets import MLP
+from .base import AmortizedGuide
 
 MIN_SCALE = 1e-4
 
 
-class NormalGuide(PyroModule):
+class NormalGuide(AmortizedGuide):
     """Amortized posterior q(z | x) = N(mu_phi(x), diag(sigma_phi(x)^2)), site "z".
 
     ``mu`` and ``sigma`` come from one MLP ``x_dim -> hidden... -> 2 * z_dim``;
@@ -41,21 +39,12 @@ class NormalGuide(PyroModule):
         activation: str = "elu",
         encoder: nn.Module | None = None,
     ) -> None:
-        super().__init__()
-        self.x_dim, self.z_dim = x_dim, z_dim
-        width = self.encoder_width(z_dim)
-        self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
+        super().__init__(x_dim, z_dim, hidden, activation, encoder, self.encoder_width(z_dim))
 
     @staticmethod
     def encoder_width(z_dim: int) -> int:
         """Outputs the encoder network must give: loc and raw scale."""
         return 2 * z_dim
-
-    def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
-        if x is None:
-            raise ValueError("the guide q(z|x) encodes data: call guide(x) with x given")
-        with pyro.plate("data", x.shape[0]):
-            return pyro.sample("z", self.posterior(x))
 
     def posterior(self, x: Tensor) -> Distribution:
         """q(z | x) for a batch ``x`` of shape (batch, x_dim)."""
