@@ -7,6 +7,7 @@ model and guide also work with plain ``pyro.infer.SVI`` and a user's own optimiz
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -203,7 +204,9 @@ class Trainer:
     def _step(self, x: Tensor) -> Tensor:
         # Pyro's shape and support validation runs on the first step only: it costs ~2 ms per
         # step here, and the data were checked against the likelihood's support up front.
-        with pyro.validation_enabled(not self._validated), self._kl_scale:
+        # the KL weight's handler only where it changes something: the default path stays lean
+        kl_scale = self._kl_scale if self._kl_scale.scale != 1.0 else contextlib.nullcontext()
+        with pyro.validation_enabled(not self._validated), kl_scale:
             self.optimizer.zero_grad(set_to_none=True)
             if self._differentiable:
                 loss = self.loss(x)
