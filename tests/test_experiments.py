@@ -33,6 +33,7 @@ EXPERIMENTS = {
         "attribute_vectors.json",
     ],
     "frey_faces": ["frey_reconstructions.png", "frey_manifold.png", "frey_faces.json"],
+    "beta_vae": ["beta_vae_traversal_beta1.png", "beta_vae_traversal_beta4.png", "beta_vae.json"],
 }
 
 
