@@ -65,8 +65,8 @@ def test_combination(prior, likelihood, guide, objective):
             Trainer(*config.build(), train, torch.device("cpu"))
         return
     trainer = Trainer(*config.build(), train, torch.device("cpu"))
-    history = trainer.fit(DATA, 6, progress=False)
+    history = trainer.fit(DATA, 20, progress=False)
     objective_values = [r["train_elbo"] for r in history]
     assert all(math.isfinite(v) for v in objective_values)
     if objective != "beta4-warmup":  # the objective itself changes while β ramps up
-        assert sum(objective_values[-3:]) > sum(objective_values[:3])
+        assert sum(objective_values[-5:]) > sum(objective_values[:5])
