@@ -31,4 +31,22 @@ cp $R/z50/attribute_vectors/attribute_*.png $G/
 cp $R/z50/classical_baselines/classical_baselines.png $G/
 cp $R/autoencoder_vs_vae/autoencoder_vs_vae_z2.png $R/autoencoder_vs_vae/autoencoder_vs_vae_z10.png $G/
 cp $R/frey_faces/frey_reconstructions.png $R/frey_faces/frey_manifold.png $G/
+# shrink for the README: at most 900 px wide, 256-colour palettes, GIFs at 3/4 size
+python - "$G" <<'PY'
+import sys
+from pathlib import Path
+from PIL import Image
+for p in Path(sys.argv[1]).iterdir():
+    im = Image.open(p)
+    frames, durations = [], []
+    for i in range(getattr(im, "n_frames", 1)):
+        im.seek(i)
+        f = im.convert("RGB")
+        scale = 0.75 if p.suffix == ".gif" or f.width > 900 else 1.0
+        f = f.resize((int(f.width * scale), int(f.height * scale)), Image.LANCZOS)
+        frames.append(f.quantize(256))
+        durations.append(im.info.get("duration", 400))
+    frames[0].save(p, save_all=len(frames) > 1, append_images=frames[1:], duration=durations,
+                   loop=0, optimize=True)
+PY
 echo "gallery written to $G"

@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             ),
             fontsize=9,
         )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))  # room for the two-line titles
     files = [
         plots.save_figure(fig, out / "classical_baselines.png"),
         experiment.save_numbers(out, "classical_baselines", numbers),
