@@ -13,22 +13,37 @@ from ..nets import MLP
 
 
 class AmortizedGuide(PyroModule):
-    """q(z | x) at site "z" inside ``pyro.plate("data")``, from an encoder network of
-    ``width`` outputs (an MLP ``x_dim -> hidden... -> width`` unless ``encoder`` is given).
-    Subclasses define ``posterior(x)`` and the static ``encoder_width(z_dim)``."""
+    """q(z | x) at site "z" inside ``pyro.plate("data")``, from an encoder network: an MLP
+    ``x_dim -> hidden... -> width`` unless ``encoder`` is given, ``width`` defaulting to the
+    subclass's ``encoder_width(z_dim)``. Subclasses define ``posterior(x)`` and the static
+    ``encoder_width``.
+
+    Args:
+        x_dim: size of one flattened datum.
+        z_dim: size of the latent code (must match the model's).
+        hidden: widths of the encoder MLP's hidden layers.
+        activation: hidden-layer activation, one of ``nets.ACTIVATIONS``.
+        encoder: another network (e.g. ``nets.ConvEncoder``) mapping (batch, x_dim) to
+            (batch, width), instead of the MLP.
+    """
 
     def __init__(
         self,
         x_dim: int,
         z_dim: int,
-        hidden: Sequence[int],
-        activation: str,
-        encoder: nn.Module | None,
-        width: int,
+        hidden: Sequence[int] = (500, 500),
+        activation: str = "elu",
+        encoder: nn.Module | None = None,
+        width: int | None = None,
     ) -> None:
         super().__init__()
         self.x_dim, self.z_dim = x_dim, z_dim
+        width = self.encoder_width(z_dim) if width is None else width
         self.encoder = MLP(x_dim, hidden, width, activation) if encoder is None else encoder
+
+    @staticmethod
+    def encoder_width(z_dim: int) -> int:
+        raise NotImplementedError
 
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:

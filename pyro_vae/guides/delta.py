@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pyro.distributions as dist
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
 
 from .base import AmortizedGuide
@@ -18,16 +16,6 @@ class DeltaGuide(AmortizedGuide):
     flat prior (``priors.Flat``, log p(z) = 0) it is exactly a plain deterministic autoencoder
     trained on the likelihood's reconstruction loss (cross-entropy for Bernoulli).
     """
-
-    def __init__(
-        self,
-        x_dim: int,
-        z_dim: int,
-        hidden: Sequence[int] = (500, 500),
-        activation: str = "elu",
-        encoder: nn.Module | None = None,
-    ) -> None:
-        super().__init__(x_dim, z_dim, hidden, activation, encoder, self.encoder_width(z_dim))
 
     @staticmethod
     def encoder_width(z_dim: int) -> int:

@@ -27,7 +27,7 @@ class FullCovGuide(AmortizedGuide):
         activation: str = "elu",
         encoder: nn.Module | None = None,
     ) -> None:
-        super().__init__(x_dim, z_dim, hidden, activation, encoder, self.encoder_width(z_dim))
+        super().__init__(x_dim, z_dim, hidden, activation, encoder)
         self.n_lower = z_dim * (z_dim - 1) // 2
         rows, cols = torch.tril_indices(z_dim, z_dim, offset=-1)
         self.register_buffer("rows", rows, persistent=False)

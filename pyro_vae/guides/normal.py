@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pyro.distributions as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution
 
 from .base import AmortizedGuide
@@ -21,25 +19,8 @@ class NormalGuide(AmortizedGuide):
     ``sigma = softplus(s) + 1e-4`` is positive by construction (softplus rather than exp:
     it grows linearly, so a large pre-activation cannot overflow the scale).
     The guide knows nothing of the prior.
-
-    Args:
-        x_dim: size of one flattened datum.
-        z_dim: size of the latent code (must match the model's).
-        hidden: widths of the encoder's hidden layers.
-        activation: hidden-layer activation, one of ``nets.ACTIVATIONS``.
-        encoder: another network (e.g. ``nets.ConvEncoder``) mapping (batch, x_dim) to
-            (batch, 2 * z_dim), instead of the MLP.
+    Constructor arguments: see :class:`~pyro_vae.guides.base.AmortizedGuide`.
     """
-
-    def __init__(
-        self,
-        x_dim: int,
-        z_dim: int,
-        hidden: Sequence[int] = (500, 500),
-        activation: str = "elu",
-        encoder: nn.Module | None = None,
-    ) -> None:
-        super().__init__(x_dim, z_dim, hidden, activation, encoder, self.encoder_width(z_dim))
 
     @staticmethod
     def encoder_width(z_dim: int) -> int:
