@@ -20,6 +20,7 @@ for e in reconstructions samples interpolation attribute_vectors classical_basel
 done
 run python -m experiments.autoencoder_vs_vae --epochs 10 --out $R/autoencoder_vs_vae
 run python -m experiments.frey_faces --out $R/frey_faces
+run python -m experiments.beta_vae --epochs 10 --out $R/beta_vae
 
 cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/
 cp $R/training_gif/latent_training.gif $R/training_gif/manifold_training.gif $G/
@@ -31,6 +32,7 @@ cp $R/z50/attribute_vectors/attribute_*.png $G/
 cp $R/z50/classical_baselines/classical_baselines.png $G/
 cp $R/autoencoder_vs_vae/autoencoder_vs_vae_z2.png $R/autoencoder_vs_vae/autoencoder_vs_vae_z10.png $G/
 cp $R/frey_faces/frey_reconstructions.png $R/frey_faces/frey_manifold.png $G/
+cp $R/beta_vae/beta_vae_traversal_beta1.png $R/beta_vae/beta_vae_traversal_beta4.png $G/
 # shrink for the README: at most 900 px wide, 256-colour palettes, GIFs at 3/4 size
 python - "$G" <<'PY'
 import sys

@@ -55,7 +55,7 @@ def grid_figure(
     h = image_shape[0]
     fig_w = max(3.0, canvas.shape[1] / 28 * 0.6)
     fig_h = canvas.shape[0] / 28 * 0.6 + (0.4 if title else 0.1)
-    fig, ax = plt.subplots(figsize=(fig_w + (1.0 if row_labels else 0.0), fig_h))
+    fig, ax = plt.subplots(figsize=(fig_w + (1.6 if row_labels else 0.0), fig_h))
     ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     if row_labels:
