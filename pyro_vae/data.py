@@ -24,13 +24,16 @@ import importlib.util
 import os
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
 
 ENV_VAR = "PYRO_VAE_DATA"
 CACHE_DIR = Path.home() / ".cache" / "pyro-vae"
@@ -132,8 +135,8 @@ class IdxSet:
         prefix = "train" if split == "train" else "t10k"
         return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
 
-    def folders(self, root: Path) -> list[Path]:
-        return [root, root / self.name, root / self.torchvision_name / "raw"]
+    def subfolders(self) -> list[str]:
+        return [self.name, f"{self.torchvision_name}/raw"]
 
 
 MNIST = IdxSet("mnist", "MNIST")
@@ -184,6 +187,22 @@ def _roots(data_dir: str | os.PathLike | None) -> list[Path]:
     return roots
 
 
+def _search(
+    data_dir: str | os.PathLike | None, subfolders: Sequence[str], load: Callable[[Path], T | None]
+) -> tuple[T | None, list[str]]:
+    """``load(folder)`` for each root (``data_dir``, then ``$PYRO_VAE_DATA``) and each of its
+    ``subfolders`` in turn: the first result that is not None, and the folders looked in."""
+    roots = _roots(data_dir)
+    looked = [] if roots else [f"no --data-dir given and ${ENV_VAR} unset"]
+    for root in roots:
+        for folder in (root, *(root / s for s in subfolders)):
+            looked.append(str(folder))
+            found = load(folder)
+            if found is not None:
+                return found, looked
+    return None, looked
+
+
 def _torchvision_download(spec: IdxSet, root: Path) -> tuple[Dataset | None, str]:
     if importlib.util.find_spec("torchvision") is None:
         return None, "torchvision download: torchvision is not installed"
@@ -204,15 +223,9 @@ def _load_idx_set(
     data_dir: str | os.PathLike | None,
     extra: list[Path] = (),  # type: ignore[assignment]
 ) -> tuple[Dataset | None, list[str]]:
-    looked: list[str] = []
-    if not _roots(data_dir):
-        looked.append(f"no --data-dir given and ${ENV_VAR} unset")
-    for root in _roots(data_dir):
-        for folder in spec.folders(root):
-            looked.append(str(folder))
-            found = _load_idx_folder(spec, folder)
-            if found is not None:
-                return found, looked
+    found, looked = _search(data_dir, spec.subfolders(), lambda f: _load_idx_folder(spec, f))
+    if found is not None:
+        return found, looked
     found, note = _torchvision_download(spec, Path(data_dir) if data_dir else CACHE_DIR)
     looked.append(note)
     if found is not None:
@@ -324,28 +337,30 @@ def read_amat(path: Path, rows: int, cols: int = 784) -> np.ndarray:
 def load_binarized_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     """The fixed binarization of MNIST (Salakhutdinov & Murray 2008; Larochelle's files):
     50,000 train, 10,000 valid, 10,000 test, values in {0, 1}. No labels."""
-    looked = []
-    for root in _roots(data_dir):
-        for folder in (root, root / "binarized_mnist", root / "binarized-mnist"):
-            looked.append(str(folder))
-            paths = {s: _find(folder, f"binarized_mnist_{s}.amat") for s in AMAT_SPLITS}
-            if all(paths.values()):
-                splits = {
-                    s: torch.from_numpy(read_amat(p, AMAT_SPLITS[s]).astype(np.float32))  # type: ignore[arg-type]
-                    for s, p in paths.items()
-                }
-                return Dataset(
-                    name="binarized-mnist",
-                    train=splits["train"],
-                    test=splits["test"],
-                    valid=splits["valid"],
-                    image_shape=(28, 28),
-                    source=str(folder),
-                )
-    raise DataError(
-        "binarized_mnist_{train,valid,test}.amat[.gz] not found; looked in: "
-        f"{'; '.join(looked) or 'nowhere (no --data-dir and ' + ENV_VAR + ' unset)'}. "
-        f"Pass --data-dir DIR or set {ENV_VAR}=DIR"
+    found, looked = _search(data_dir, ["binarized_mnist", "binarized-mnist"], _load_amat_folder)
+    if found is None:
+        raise DataError(
+            "binarized_mnist_{train,valid,test}.amat[.gz] not found; looked in: "
+            f"{'; '.join(looked)}. Pass --data-dir DIR or set {ENV_VAR}=DIR"
+        )
+    return found
+
+
+def _load_amat_folder(folder: Path) -> Dataset | None:
+    paths = {s: _find(folder, f"binarized_mnist_{s}.amat") for s in AMAT_SPLITS}
+    if not all(paths.values()):
+        return None
+    splits = {
+        s: torch.from_numpy(read_amat(p, AMAT_SPLITS[s]).astype(np.float32))  # type: ignore[arg-type]
+        for s, p in paths.items()
+    }
+    return Dataset(
+        name="binarized-mnist",
+        train=splits["train"],
+        test=splits["test"],
+        valid=splits["valid"],
+        image_shape=(28, 28),
+        source=str(folder),
     )
 
 
@@ -357,18 +372,18 @@ FREY_TEST = 200
 def load_frey_faces(data_dir: str | os.PathLike | None = None) -> Dataset:
     """Brendan Frey's 1,965 face images of 28 x 20 grey levels (``frey_rawface.mat``, key
     ``ff``, as used by Kingma & Welling); a seeded split leaves 200 for testing. No labels."""
-    looked = []
-    for root in _roots(data_dir):
-        for folder in (root, root / "frey_faces", root / "frey-faces"):
-            path = folder / "frey_rawface.mat"
-            looked.append(str(folder))
-            if path.is_file():
-                return _read_frey(path)
-    raise DataError(
-        "frey_rawface.mat not found; looked in: "
-        f"{'; '.join(looked) or 'nowhere (no --data-dir and ' + ENV_VAR + ' unset)'}. "
-        f"Pass --data-dir DIR or set {ENV_VAR}=DIR"
-    )
+
+    def load(folder: Path) -> Dataset | None:
+        path = folder / "frey_rawface.mat"
+        return _read_frey(path) if path.is_file() else None
+
+    found, looked = _search(data_dir, ["frey_faces", "frey-faces"], load)
+    if found is None:
+        raise DataError(
+            f"frey_rawface.mat not found; looked in: {'; '.join(looked)}. "
+            f"Pass --data-dir DIR or set {ENV_VAR}=DIR"
+        )
+    return found
 
 
 def _read_frey(path: Path) -> Dataset:
