@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import checkpoint, data, evaluate
 from . import run as runs
-from .config import GUIDES, NETS, ModelConfig, TrainConfig
+from .config import GUIDES, MODELS, NETS, ModelConfig, TrainConfig
 from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS
 from .priors import PRIORS
@@ -48,7 +48,31 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     )
     g.add_argument("--train-size", type=int, default=None, help="use the first N training data")
     g.add_argument("--test-size", type=int, default=None, help="use the first N test data")
+    g.add_argument(
+        "--labels",
+        type=int,
+        default=None,
+        help="--model m2: labelled training data, balanced over classes, chosen with --seed",
+    )
+    g.add_argument(
+        "--labelled-repeats",
+        type=int,
+        default=t.labelled_repeats,
+        help="--model m2: passes over the labelled data per epoch (1: Pyro's schedule)",
+    )
     g = parser.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=m.model,
+        choices=list(MODELS),
+        help="vae; cvae: conditional VAE (labels given); m2: semi-supervised (--labels N)",
+    )
+    g.add_argument(
+        "--aux-weight",
+        type=float,
+        default=m.aux_weight,
+        help="m2: weight of the classifier term alpha * log q(y|x) on labelled data",
+    )
     g.add_argument("--z-dim", type=int, default=m.z_dim)
     g.add_argument("--hidden", type=int, nargs="*", default=list(m.hidden), help="MLP widths")
     g.add_argument("--activation", default=m.activation, choices=sorted(ACTIVATIONS))
@@ -106,6 +130,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         guide=args.guide,
         prior_components=args.prior_components,
         net=args.net,
+        model=args.model,
+        aux_weight=args.aux_weight,
     )
     train_config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)})
     return model_config, train_config

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
 from torch import nn
 
-from .guides import DeltaGuide, FullCovGuide, IAFGuide, NormalGuide
+from .guides import (
+    ConditionalNormalGuide,
+    DeltaGuide,
+    FullCovGuide,
+    IAFGuide,
+    M2Guide,
+    NormalGuide,
+)
 from .likelihoods import LIKELIHOODS
-from .models import VAEModel
+from .models import CVAEModel, M2Model, VAEModel
 from .nets import ConvDecoder, ConvEncoder
 from .priors import PRIORS, PriorArgs
 
@@ -52,6 +59,9 @@ class ModelConfig:
     prior_components: int = 10  # mixture components (mog) or pseudo-inputs (vampprior)
     net: str = "mlp"  # or "conv": convolutional encoder and decoder for images
     image_shape: tuple[int, ...] | None = None  # set from the data; needed by "conv"
+    model: str = "vae"  # or "cvae" (labels given) or "m2" (semi-supervised); see MODELS
+    num_classes: int = 10  # labels of cvae / m2 (set from the data)
+    aux_weight: float = 46.0  # m2: weight of the classifier's term on labelled data
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -61,9 +71,14 @@ class ModelConfig:
         choose(PRIORS, self.prior, "prior")
         choose(LIKELIHOODS, self.likelihood, "likelihood")
         choose(GUIDES, self.guide, "guide")
+        choose(MODELS, self.model, "model")
 
     def build(self) -> tuple[VAEModel, nn.Module]:
-        """A fresh (model, guide) pair (the guide first: a VampPrior is built on it)."""
+        """A fresh (model, guide) pair of the kind ``self.model`` names."""
+        return MODELS[self.model](self)
+
+    def build_vae(self) -> tuple[VAEModel, nn.Module]:
+        """The VAE (the guide first: a VampPrior is built on it)."""
         likelihood = LIKELIHOODS[self.likelihood]()
         guide_cls = GUIDES[self.guide]
         encoder, decoder = (
@@ -93,6 +108,53 @@ class ModelConfig:
         decoder = ConvDecoder(self.z_dim, self.image_shape, channels, width, self.activation)
         return encoder, decoder
 
+    def build_cvae(self) -> tuple[VAEModel, nn.Module]:
+        """The conditional VAE: q(z | x, y), p(z) p(x | z, y)."""
+        self._labels_ok()
+        guide = ConditionalNormalGuide(
+            self.x_dim, self.z_dim, self.num_classes, self.hidden, self.activation
+        )
+        model = CVAEModel(
+            self.x_dim,
+            self.z_dim,
+            self.num_classes,
+            self.hidden,
+            self._prior(guide),
+            LIKELIHOODS[self.likelihood](),
+            self.activation,
+        )
+        return model, guide
+
+    def build_m2(self) -> tuple[VAEModel, nn.Module]:
+        """The semi-supervised M2: q(y | x) q(z | x, y), p(y) p(z) p(x | z, y)."""
+        self._labels_ok()
+        guide = M2Guide(self.x_dim, self.z_dim, self.num_classes, self.hidden, self.activation)
+        model = M2Model(
+            self.x_dim,
+            self.z_dim,
+            self.num_classes,
+            self.hidden,
+            self._prior(guide),
+            LIKELIHOODS[self.likelihood](),
+            self.activation,
+            classifier=guide.classifier,
+            aux_weight=self.aux_weight,
+        )
+        return model, guide
+
+    def _prior(self, guide: nn.Module) -> nn.Module:
+        return PRIORS[self.prior](PriorArgs(self.z_dim, self.x_dim, self.prior_components, guide))
+
+    def _labels_ok(self) -> None:
+        """The label-aware models come with their own guide and an MLP; say so plainly."""
+        if self.guide != "normal" or self.net != "mlp" or self.prior == "vampprior":
+            raise ValueError(
+                f"--model {self.model} has its own Normal guide and MLP networks and a prior "
+                f"that does not read the guide: drop --guide {self.guide} / --net {self.net} / "
+                f"--prior {self.prior} (use --guide normal --net mlp and a prior other than "
+                "vampprior)"
+            )
+
 
 @dataclass
 class TrainConfig:
@@ -113,6 +175,16 @@ class TrainConfig:
     train_size: int | None = None  # first N training data only (quick runs)
     test_size: int | None = None
     ll_samples: int = 5000  # importance samples for the final test log p(x); 0 skips it
+    labels: int | None = None  # m2: labelled training data (balanced, chosen with seed)
+    labelled_repeats: int = 1  # m2: passes over the labelled data per epoch
+
+
+# Model kinds by name: how ModelConfig.build makes the (model, guide) pair.
+MODELS: dict[str, Callable[[ModelConfig], tuple[VAEModel, nn.Module]]] = {
+    "vae": ModelConfig.build_vae,
+    "cvae": ModelConfig.build_cvae,
+    "m2": ModelConfig.build_m2,
+}
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import itertools
 import os
 import sys
 import zlib
@@ -453,10 +454,116 @@ def prepare(data: Dataset, binarize: str, seed: int = 0) -> Dataset:
     return replace(data, train=train, test=test, valid=valid)
 
 
-def batches(x: Tensor, batch_size: int, dynamic: bool = False) -> Iterator[Tensor]:
+def batches(x: TrainingData, batch_size: int, dynamic: bool = False) -> Iterator:
     """Batches of ``x`` from a fresh permutation; with ``dynamic``, each batch is a new
-    Bernoulli draw of its grey levels. Uses the global torch RNG (saved in checkpoints)."""
-    perm = torch.randperm(x.shape[0], device=x.device)
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[perm[start : start + batch_size]]
-        yield torch.bernoulli(batch) if dynamic else batch
+    Bernoulli draw of its grey levels. Uses the global torch RNG (saved in checkpoints).
+
+    ``x`` may be one tensor (batches are tensors), a tuple of tensors with one row per datum,
+    such as ``(x, one_hot_labels)`` (batches are tuples, rows kept together, only the first
+    binarized), or a :class:`SemiSupervised` set (it makes its own batches)."""
+    if isinstance(x, SemiSupervised):
+        yield from x.batches(batch_size, dynamic)
+        return
+    parts = x if isinstance(x, tuple) else (x,)
+    perm = torch.randperm(parts[0].shape[0], device=parts[0].device)
+    for start in range(0, parts[0].shape[0], batch_size):
+        idx = perm[start : start + batch_size]
+        first = parts[0][idx]
+        first = torch.bernoulli(first) if dynamic else first
+        yield (first, *(p[idx] for p in parts[1:])) if isinstance(x, tuple) else first
+
+
+def num_data(x: TrainingData) -> int:
+    """How many data one epoch of :func:`batches` covers."""
+    if isinstance(x, SemiSupervised):
+        return x.num_data
+    return (x[0] if isinstance(x, tuple) else x).shape[0]
+
+
+def num_batches(x: TrainingData, batch_size: int) -> int:
+    if isinstance(x, SemiSupervised):
+        return x.num_batches(batch_size)
+    return -(-num_data(x) // batch_size)
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+def one_hot(labels: Tensor, num_classes: int) -> Tensor:
+    """Class indices (N,) -> float one-hot rows (N, num_classes)."""
+    if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32, torch.uint8):
+        raise ValueError(
+            f"labels must be a 1-D integer tensor; got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}; got {int(labels.min())}..{int(labels.max())}"
+        )
+    return torch.nn.functional.one_hot(labels.long(), num_classes).float()
+
+
+def balanced_subset(labels: Tensor, n: int, seed: int) -> Tensor:
+    """Indices of ``n`` data, ``n / num_classes`` from each class, chosen at random with
+    ``seed`` (its own generator: the choice does not depend on the training RNG)."""
+    classes = labels.unique()
+    if n % len(classes):
+        raise ValueError(
+            f"{n} labels cannot be balanced over {len(classes)} classes: use a multiple of "
+            f"{len(classes)}"
+        )
+    per_class = n // len(classes)
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in classes.tolist():
+        members = (labels.cpu() == c).nonzero().squeeze(1)
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has {len(members)} data, fewer than {per_class} requested")
+        chosen.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    return torch.cat(chosen).sort().values.to(labels.device)
+
+
+@dataclass(frozen=True)
+class SemiSupervised:
+    """Training data for semi-supervised learning: labelled pairs and unlabelled images.
+
+    Each epoch visits every unlabelled datum once and every labelled one ``repeats`` times, in
+    batches of one kind: unlabelled batches ``(x,)`` and labelled batches ``(x, y)`` (y
+    one-hot), the labelled ones spread evenly through the epoch. ``repeats=1`` is the schedule
+    of Pyro's ``ss_vae_M2`` example; more repeats give the classifier more supervised steps
+    per epoch when labels are few."""
+
+    labelled_x: Tensor
+    labelled_y: Tensor
+    unlabelled_x: Tensor
+    repeats: int = 1
+
+    @property
+    def num_data(self) -> int:
+        return self.repeats * self.labelled_x.shape[0] + self.unlabelled_x.shape[0]
+
+    def num_batches(self, batch_size: int) -> int:
+        n_sup, n_unsup = self.labelled_x.shape[0], self.unlabelled_x.shape[0]
+        return self.repeats * -(-n_sup // batch_size) + -(-n_unsup // batch_size)
+
+    def batches(self, batch_size: int, dynamic: bool = False) -> Iterator[tuple[Tensor, ...]]:
+        labelled = (self.labelled_x, self.labelled_y)
+        sup = itertools.chain.from_iterable(
+            batches(labelled, batch_size, dynamic) for _ in range(self.repeats)
+        )
+        unsup = batches((self.unlabelled_x,), batch_size, dynamic)
+        n_sup = self.repeats * -(-self.labelled_x.shape[0] // batch_size)
+        n_unsup = -(-self.unlabelled_x.shape[0] // batch_size)
+        # merge by position in the epoch: labelled batch j at (j + 1/2) / n_sup, and so on
+        order = sorted(
+            [((j + 0.5) / n_sup, 0) for j in range(n_sup)]
+            + [((i + 0.5) / max(n_unsup, 1), 1) for i in range(n_unsup)]
+        )
+        for _, kind in order:
+            yield next(sup) if kind == 0 else next(unsup)
+
+    def to(self, device: torch.device | str) -> SemiSupervised:
+        moved = (t.to(device) for t in (self.labelled_x, self.labelled_y, self.unlabelled_x))
+        return SemiSupervised(*moved, repeats=self.repeats)
+
+
+TrainingData = Tensor | tuple[Tensor, ...] | SemiSupervised

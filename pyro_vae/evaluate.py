@@ -27,55 +27,89 @@ from .runtime import module_local_params
 # decoder outputs held at once (samples x data) while estimating log p(x)
 MAX_ELEMENTS = 1 << 13
 
+# What the model and guide are called with: x, or a tuple such as (x, y) for the conditional
+# models. The first tensor is the data scored; all are split along their first dimension.
+Data = Tensor | tuple[Tensor, ...]
 
-def check_data(model: nn.Module, x: Tensor) -> None:
-    """Check ``x`` once against the model's likelihood support (then run unvalidated)."""
-    decode = getattr(model, "decode", None)
-    if decode is not None:
-        z = torch.zeros(1, model.z_dim, device=x.device)
-        check_support(decode(z), x, model.likelihood)
+
+def as_args(data: Data) -> tuple[Tensor, ...]:
+    return data if isinstance(data, tuple) else (data,)
+
+
+def _split(args: tuple[Tensor, ...], size: int) -> list[tuple[Tensor, ...]]:
+    return list(zip(*(a.split(size) for a in args), strict=True))
+
+
+def check_data(model: nn.Module, data: Data) -> None:
+    """Check the data once against the model's likelihood support (then run unvalidated)."""
+    likelihood = getattr(model, "likelihood", None)
+    x_dim = getattr(model, "x_dim", None)
+    if likelihood is not None and x_dim is not None:
+        x = as_args(data)[0]
+        k = getattr(likelihood, "params_per_pixel", 1)
+        with torch.no_grad():
+            px = likelihood(torch.zeros(1, x_dim * k, device=x.device))
+        check_support(px, x, likelihood)
 
 
 @torch.no_grad()
 def elbo_terms(
-    model: nn.Module, guide: nn.Module, x: Tensor, batch_size: int = 1000, num_particles: int = 1
+    model: nn.Module, guide: nn.Module, x: Data, batch_size: int = 1000, num_particles: int = 1
 ) -> dict[str, float]:
     """Mean ELBO per datum (nats) and its two terms, by Monte Carlo with ``num_particles``
-    draws z ~ q(z|x) per datum:
+    draws of the latents z ~ q(z|x) per datum:
 
     - ``reconstruction``: E_q[log p(x | z)];
     - ``kl``: E_q[log q(z | x) - log p(z)] = KL(q(z|x) || p(z));
     - ``elbo`` = reconstruction - kl.
+
+    ``x`` may be a tuple of arguments, e.g. ``(x, y)`` for the conditional VAE (then the
+    bound is on log p(x | y)). Discrete latents (M2's y) are sampled, not enumerated.
     """
     check_data(model, x)
+    args = as_args(x)
     rec = kl = 0.0
     with module_local_params(model, guide), pyro.validation_enabled(False):
-        for xb in x.split(batch_size):
-            log_lik, log_prior, log_q = _log_prob_parts(model, guide, xb, num_particles)
+        for batch in _split(args, batch_size):
+            log_lik, log_prior, log_q = _log_prob_parts(model, guide, batch, num_particles)
             rec += log_lik.mean(0).sum().item()
             kl += (log_q - log_prior).mean(0).sum().item()
-    n = x.shape[0]
+    n = args[0].shape[0]
     return {"elbo": (rec - kl) / n, "reconstruction": rec / n, "kl": kl / n}
 
 
 def elbo(
-    model: nn.Module, guide: nn.Module, x: Tensor, batch_size: int = 1000, num_particles: int = 1
+    model: nn.Module, guide: nn.Module, x: Data, batch_size: int = 1000, num_particles: int = 1
 ) -> float:
     """Mean ELBO per datum (nats) of ``x``; see :func:`elbo_terms`."""
     return elbo_terms(model, guide, x, batch_size, num_particles)["elbo"]
 
 
 @torch.no_grad()
-def log_weights(model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int) -> Tensor:
+def log_weights(model: nn.Module, guide: nn.Module, x: Data, num_samples: int) -> Tensor:
     """log p(x, z_k) - log q(z_k | x) for ``num_samples`` draws per datum: shape (K, batch)."""
-    log_lik, log_prior, log_q = _log_prob_parts(model, guide, x, num_samples)
+    log_lik, log_prior, log_q = _log_prob_parts(model, guide, as_args(x), num_samples)
     return log_lik + log_prior - log_q
 
 
-def point_estimate(guide: nn.Module, x: Tensor) -> bool:
+@torch.no_grad()
+def accuracy(guide: nn.Module, x: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``x`` whose most probable class under ``guide.classify`` (q(y|x)) is the
+    label (class indices, or one-hot rows)."""
+    if labels.dim() == 2:
+        labels = labels.argmax(-1)
+    was_training = guide.training
+    guide.eval()
+    with module_local_params(guide):
+        predicted = torch.cat([guide.classify(xb).argmax(-1) for xb in x.split(batch_size)])
+    guide.train(was_training)
+    return (predicted == labels).float().mean().item()
+
+
+def point_estimate(guide: nn.Module, x: Data) -> bool:
     """Whether the guide is a point mass (a Delta): it has no density to importance-sample."""
     with module_local_params(guide), torch.no_grad():
-        trace = poutine.trace(guide).get_trace(x[:1])
+        trace = poutine.trace(guide).get_trace(*(a[:1] for a in as_args(x)))
     return any(
         isinstance(site["fn"], dist.Delta)
         or isinstance(getattr(site["fn"], "base_dist", None), dist.Delta)
@@ -85,12 +119,13 @@ def point_estimate(guide: nn.Module, x: Tensor) -> bool:
 
 
 def _log_prob_parts(
-    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int
+    model: nn.Module, guide: nn.Module, args: tuple[Tensor, ...], num_samples: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """log p(x|z), log p(z) and log q(z|x), each of shape (num_samples, batch)."""
     with pyro.plate("particles", num_samples, dim=-2):
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        guide_trace = poutine.trace(guide).get_trace(*args)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    x = args[0]
     shape = (num_samples, x.shape[0])
     return (
         _log_prob(model_trace, shape, x.device, observed=True),
@@ -123,11 +158,12 @@ def _log_prob(
 def log_likelihood(
     model: nn.Module,
     guide: nn.Module,
-    x: Tensor,
+    x: Data,
     num_samples: int = 5000,
     progress: bool | None = None,
 ) -> Tensor:
-    """Importance-sampled estimate of log p(x) per datum (nats), shape (len(x),).
+    """Importance-sampled estimate of log p(x) per datum (nats), shape (len(x),); of
+    log p(x | y) when ``x`` is the tuple ``(x, y)`` of the conditional VAE.
 
     ``progress``: show a progress bar (default: only when stderr is a terminal)."""
     check_data(model, x)
@@ -140,7 +176,7 @@ def log_likelihood(
     data_chunk = max(1, MAX_ELEMENTS // sample_chunk)
     out = []
     with module_local_params(model, guide), pyro.validation_enabled(False):
-        chunks = x.split(data_chunk)
+        chunks = _split(as_args(x), data_chunk)
         bar = tqdm(
             chunks,
             desc=f"log p(x), k={num_samples}",
@@ -158,13 +194,13 @@ def log_likelihood(
 
 
 def summary(
-    model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int = 5000
+    model: nn.Module, guide: nn.Module, x: Data, num_samples: int = 5000
 ) -> dict[str, float]:
     """Test ELBO and log p(x) (mean and standard error over data), nats per datum."""
     was_training = model.training, guide.training
     model.eval()
     guide.eval()
-    result: dict[str, float] = {"n_data": x.shape[0], "elbo": elbo(model, guide, x)}
+    result: dict[str, float] = {"n_data": as_args(x)[0].shape[0], "elbo": elbo(model, guide, x)}
     if num_samples > 0 and not point_estimate(guide, x):
         ll = log_likelihood(model, guide, x, num_samples)
         result |= {

@@ -44,6 +44,36 @@ class MLP(nn.Sequential):
         return super().forward(x)
 
 
+class ConditionalMLP(nn.Module):
+    """MLP on the concatenation of several inputs, ``sum(in_dims) -> hidden... -> out_dim``,
+    that broadcasts its inputs' batch dimensions against each other.
+
+    The first layer is one affine map per input, summed (the same function as one affine map
+    of the concatenation), so ``f(x, y)`` with ``x`` of shape (batch, x_dim) and a label ``y``
+    of shape (10, 1, n_classes), as Pyro's parallel enumeration supplies it, computes ``x``'s
+    part once instead of copying ``x`` ten times.
+    """
+
+    def __init__(
+        self, in_dims: Sequence[int], hidden: Sequence[int], out_dim: int, act: str = "elu"
+    ) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("ConditionalMLP needs at least one hidden layer")
+        self.inputs = nn.ModuleList(
+            nn.Linear(d, hidden[0], bias=i == 0) for i, d in enumerate(in_dims)
+        )
+        self.act = activation(act)
+        self.rest = MLP(hidden[0], hidden[1:], out_dim, act)
+        self.in_dims, self.out_dim = tuple(in_dims), out_dim
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        if len(inputs) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} inputs, got {len(inputs)}")
+        h = sum(layer(x) for layer, x in zip(self.inputs, inputs, strict=True))
+        return self.rest(self.act(h))
+
+
 class ConvEncoder(nn.Module):
     """Images (batch, H*W) -> (batch, out_dim): two stride-2 4x4 convolutions (32 and 64
     channels, H and W divisible by 4), then a hidden layer of ``hidden`` units."""

@@ -49,6 +49,7 @@ def grid_figure(
     ncol: int = 10,
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
 ) -> plt.Figure:
     """(n, x_dim) images in [0, 1] as one grey grid, ``ncol`` per row."""
     canvas = tile(images, image_shape, ncol)
@@ -57,7 +58,12 @@ def grid_figure(
     fig_h = canvas.shape[0] / 28 * 0.6 + (0.4 if title else 0.1)
     fig, ax = plt.subplots(figsize=(fig_w + (1.6 if row_labels else 0.0), fig_h))
     ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
+    w = image_shape[1] if len(image_shape) > 1 else image_shape[0]
+    if col_labels:
+        ax.set_xticks([c * (w + GAP) + w / 2 for c in range(len(col_labels))], col_labels)
+        ax.tick_params(axis="x", length=0, labelsize=8)
+    else:
+        ax.set_xticks([])
     if row_labels:
         ax.set_yticks([r * (h + GAP) + h / 2 for r in range(len(row_labels))], row_labels)
     else:

@@ -46,3 +46,27 @@ def posterior_predictive(
 def reconstruct(model: nn.Module, guide: nn.Module, x: Tensor) -> Tensor:
     """E[x | z] at the posterior mean of z (see :func:`pyro_vae.latent.encode`)."""
     return latent.decode(model, latent.encode(guide, x))
+
+
+@torch.no_grad()
+def class_conditional(model: nn.Module, num_classes: int, draws: int) -> dict[str, Tensor]:
+    """Generation given the label (conditional VAE, M2): ``draws`` prior draws z ~ p(z) per
+    class, x ~ p(x | z, y); ``{"y", "z", "x", "mean"}``, class by class (class 0 first)."""
+    device = next(model.parameters()).device
+    labels = torch.arange(num_classes, device=device).repeat_interleave(draws)
+    y = torch.nn.functional.one_hot(labels, num_classes).float()
+    with module_local_params(model):
+        out = Predictive(model, num_samples=1, return_sites=["z", "x"])(y=y)
+        z, x = out["z"][0], out["x"][0]
+        return {"y": y, "z": z, "x": x, "mean": model.decode(z, y).mean}
+
+
+@torch.no_grad()
+def style_transfer(model: nn.Module, guide: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Each datum's style z = mean of q(z | x, y), decoded with every label:
+    shape (batch, num_classes, x_dim)."""
+    k = y.shape[-1]
+    with module_local_params(model, guide):
+        z = guide.posterior(x, y).mean
+        every = torch.eye(k, device=x.device)
+        return model.decode(z[:, None, :].expand(-1, k, -1), every.expand(len(x), k, k)).mean

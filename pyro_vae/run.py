@@ -24,6 +24,8 @@ from torch import nn
 
 from . import checkpoint, data, evaluate, plots, predictive
 from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .data import TrainingData
+from .evaluate import Data
 from .likelihoods import accepts_grey_levels
 from .runtime import resolve_device, set_seed
 from .train import Hook, Trainer
@@ -41,6 +43,12 @@ class Run:
     data: data.Dataset
     binarize: str
     out: Path | None = None
+    train_data: TrainingData | None = None  # what the trainer iterates over (see VIEWS)
+    test_data: Data | None = None  # what the model and guide are scored on
+
+    @property
+    def labelled(self) -> bool:
+        return self.model_config.model != "vae"
 
 
 def resolve_binarize(binarize: str, model: nn.Module, dataset: data.Dataset) -> str:
@@ -63,6 +71,49 @@ def resolve_binarize(binarize: str, model: nn.Module, dataset: data.Dataset) -> 
     return binarize
 
 
+def _unlabelled(ds: data.Dataset, tc: TrainConfig, k: int) -> tuple[TrainingData, Data]:
+    return ds.train, ds.test
+
+
+def _labelled(ds: data.Dataset, tc: TrainConfig, k: int) -> tuple[TrainingData, Data]:
+    train_y, test_y = data.one_hot(ds.train_labels, k), data.one_hot(ds.test_labels, k)
+    return (ds.train, train_y), (ds.test, test_y)
+
+
+def _semi_supervised(ds: data.Dataset, tc: TrainConfig, k: int) -> tuple[TrainingData, Data]:
+    if tc.labels is None:
+        raise ValueError(
+            "--model m2 needs --labels N: how many training labels to keep (balanced over the "
+            "classes; 0 trains without labels)"
+        )
+    idx = data.balanced_subset(ds.train_labels, tc.labels, tc.seed) if tc.labels else None
+    keep = torch.zeros(ds.train.shape[0], dtype=torch.bool, device=ds.train.device)
+    if idx is not None:
+        keep[idx] = True
+    train = data.SemiSupervised(
+        ds.train[keep],
+        data.one_hot(ds.train_labels[keep], k),
+        ds.train[~keep],
+        repeats=tc.labelled_repeats,
+    )
+    return train, ds.test
+
+
+# Per model kind: the training data (batches passed to model and guide) and the test data.
+VIEWS = {"vae": _unlabelled, "cvae": _labelled, "m2": _semi_supervised}
+
+
+def _num_classes(model_config: ModelConfig, dataset: data.Dataset) -> int:
+    if model_config.model == "vae":
+        return model_config.num_classes
+    if dataset.train_labels is None or dataset.test_labels is None:
+        raise ValueError(
+            f"--model {model_config.model} needs labelled data and {dataset.name} has no "
+            "labels: use --dataset mnist or fashion-mnist"
+        )
+    return int(max(dataset.train_labels.max(), dataset.test_labels.max())) + 1
+
+
 def build(
     model_config: ModelConfig, train_config: TrainConfig, dataset: data.Dataset | None = None
 ) -> Run:
@@ -72,7 +123,12 @@ def build(
     if dataset is None:
         dataset = data.load(train_config.dataset, train_config.data_dir)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
-    model_config = replace(model_config, x_dim=dataset.x_dim, image_shape=dataset.image_shape)
+    model_config = replace(
+        model_config,
+        x_dim=dataset.x_dim,
+        image_shape=dataset.image_shape,
+        num_classes=_num_classes(model_config, dataset),
+    )
     model, guide = model_config.build()
     binarize = resolve_binarize(train_config.binarize, model, dataset)
     dataset = data.prepare(dataset, binarize, seed=train_config.seed).to(device)
@@ -82,7 +138,33 @@ def build(
     model.to(device)
     guide.to(device)
     trainer = Trainer(model, guide, train_config, device)
-    return Run(model_config, train_config, model, guide, trainer, dataset, binarize)
+    train_data, test_data = VIEWS[model_config.model](
+        dataset, train_config, model_config.num_classes
+    )
+    return Run(
+        model_config,
+        train_config,
+        model,
+        guide,
+        trainer,
+        dataset,
+        binarize,
+        None,
+        train_data,
+        test_data,
+    )
+
+
+class TestAccuracy:
+    """Training hook: adds ``test_accuracy`` of the guide's classifier q(y|x) to each row."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None:
+        row["test_accuracy"] = evaluate.accuracy(
+            self.run.guide, self.run.data.test, self.run.data.test_labels
+        )
 
 
 class RunFolder:
@@ -96,8 +178,9 @@ class RunFolder:
         save_checkpoint(self.run, self.out / "checkpoint.pt")
         print(
             f"epoch {row['epoch']}/{self.run.train_config.epochs}: train ELBO "
-            f"{row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f} nats "
-            f"({row['seconds']:.1f} s)",
+            f"{row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f} nats"
+            + (f", test accuracy {row['test_accuracy']:.4f}" if "test_accuracy" in row else "")
+            + f" ({row['seconds']:.1f} s)",
             file=sys.stderr,
         )
 
@@ -171,12 +254,14 @@ def train(
         f"binarization: {run.binarize}) from {run.data.source}; device: {run.trainer.device}",
         file=sys.stderr,
     )
+    # the run's own hooks add their columns to the epoch's row before RunFolder writes it
+    own = [TestAccuracy(run)] if hasattr(run.guide, "classify") else []
     run.trainer.fit(
-        run.data.train,
+        run.train_data,
         train_config.epochs,
-        test=run.data.test,
+        test=run.test_data,
         dynamic=run.binarize == "dynamic",
-        hooks=[RunFolder(run, out), *hooks],
+        hooks=[*own, *hooks, RunFolder(run, out)],
         progress=progress,
     )
     result = finish(run, out)
@@ -187,7 +272,9 @@ def train(
 def finish(run: Run, out: Path) -> dict[str, Any]:
     """Evaluate on the test set and write evaluation.json and the figures."""
     k = run.train_config.ll_samples
-    result = evaluate.summary(run.model, run.guide, run.data.test, k)
+    result = evaluate.summary(run.model, run.guide, run.test_data, k)
+    if hasattr(run.guide, "classify") and run.data.test_labels is not None:
+        result["accuracy"] = evaluate.accuracy(run.guide, run.data.test, run.data.test_labels)
     history = run.trainer.history
     result |= describe(run)
     if history:
@@ -219,11 +306,15 @@ def format_summary(result: dict[str, Any]) -> str:
         f"{result['dataset']} test ({result['n_data']} data, {result['binarization']} "
         f"binarization, {result['epochs']} epochs): ELBO {result['elbo']:.2f} nats"
     )
+    given = " | y" if result.get("model_config", {}).get("model") == "cvae" else ""
     if "log_likelihood" in result:
         line += (
-            f", log p(x) {result['log_likelihood']:.2f} ± {result['log_likelihood_stderr']:.2f}"
-            f" nats (k={result['importance_samples']} importance samples)"
+            f", log p(x{given}) {result['log_likelihood']:.2f} ± "
+            f"{result['log_likelihood_stderr']:.2f} nats (k={result['importance_samples']} "
+            "importance samples)"
         )
+    if "accuracy" in result:
+        line += f", accuracy of q(y|x) {result['accuracy']:.4f}"
     return line
 
 
@@ -234,6 +325,9 @@ def write_figures(run: Run, out: Path, n: int = 10) -> None:
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(run.data.test.shape[0], generator=gen)[:n].to(run.data.test.device)
     x = run.data.test[idx]
+    if run.labelled:
+        write_conditional_figures(run, out, idx)
+        return
     recon = predictive.reconstruct(run.model, run.guide, x)
     plots.save_grid(
         out / "reconstructions.png",
@@ -243,6 +337,38 @@ def write_figures(run: Run, out: Path, n: int = 10) -> None:
         title="test data (top) and reconstructions E[x|z], z = mean of q(z|x) (bottom)",
     )
     write_prior_samples(run.model, shape, out / "prior_samples.png")
+
+
+def write_conditional_figures(run: Run, out: Path, idx: torch.Tensor, draws: int = 10) -> None:
+    """Label-aware models: a class-conditional grid (one row per class, columns are prior
+    draws of z) and style transfer (each test digit re-decoded with every label)."""
+    shape, k = run.data.image_shape, run.model_config.num_classes
+    x = run.data.test[idx]
+    y = data.one_hot(run.data.test_labels[idx], k)
+    recon = predictive.style_transfer(run.model, run.guide, x, y)[y.bool()]
+    plots.save_grid(
+        out / "reconstructions.png",
+        torch.cat([x, recon]),
+        shape,
+        ncol=len(x),
+        title="test data (top) and reconstructions E[x|z,y], z = mean of q(z|x,y) (bottom)",
+    )
+    grid = predictive.class_conditional(run.model, k, draws)
+    plots.save_grid(
+        out / "prior_samples.png",
+        grid["mean"],
+        shape,
+        ncol=draws,
+        title="E[x|z,y], z ~ p(z): one row per class y, one column per draw",
+    )
+    transfer = predictive.style_transfer(run.model, run.guide, x, y)
+    plots.save_grid(
+        out / "style_transfer.png",
+        torch.cat([x[:, None], transfer], 1).reshape(-1, x.shape[-1]),
+        shape,
+        ncol=k + 1,
+        title="test digit (left); its style z = mean of q(z|x,y) decoded with each label",
+    )
 
 
 def write_prior_samples(model: nn.Module, image_shape: Sequence[int], path: Path) -> None:
@@ -263,8 +389,9 @@ def load(path: str | os.PathLike, device: str = "auto", dataset: bool = True) ->
     if not dataset:
         shape = tuple(saved["data"]["image_shape"])
         empty = torch.zeros(1, model_config.x_dim)
-        ds = data.Dataset(saved["data"]["name"], empty, empty, shape, "(not loaded)")
-        train_config = replace(train_config, binarize="none")
+        label = torch.tensor([model_config.num_classes - 1])
+        ds = data.Dataset(saved["data"]["name"], empty, empty, shape, "(not loaded)", label, label)
+        train_config = replace(train_config, binarize="none", labels=0)
     run = build(model_config, train_config, ds)
     run.trainer.load_state_dict(saved["trainer"], str(path))
     run.out = Path(path).parent

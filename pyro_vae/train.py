@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from pyro.infer import (
     JitTraceMeanField_ELBO,
     RenyiELBO,
     Trace_ELBO,
+    TraceEnum_ELBO,
     TraceMeanField_ELBO,
 )
 from torch import Tensor, nn
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 from . import evaluate
 from .checkpoint import load_modules
 from .config import TrainConfig, choose
-from .data import batches
+from .data import TrainingData, batches, num_batches, num_data
+from .evaluate import Data, as_args
 from .objectives import ScaleLatents, kl_weight
 from .runtime import module_local_params, rng_state, set_rng_state
 
@@ -64,7 +67,11 @@ ELBOS: dict[str, Callable[[int], ELBO]] = {
     ),
     # IWAE (Burda et al. 2015): the k-sample importance-weighted bound, Renyi alpha = 0
     "iwae": lambda k: RenyiELBO(alpha=0, **_particles(k)),
+    # sums out the discrete latents marked for enumeration (M2's class y) exactly
+    "enum": lambda k: TraceEnum_ELBO(**_particles(k)),
 }
+# A labelled batch of M2 has nothing to enumerate; TraceEnum_ELBO warns about that each time.
+warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
 # Pyro 1.9.2's Jit ELBOs trace parameters out of the global param store, so they cannot run
 # with module-local parameters (KeyError on the first step); they get a private store instead.
 PARAM_STORE_ELBOS = (JitTrace_ELBO, JitTraceMeanField_ELBO)
@@ -133,17 +140,19 @@ class Trainer:
     # -- training --------------------------------------------------------------------------
     def fit(
         self,
-        train: Tensor,
+        train: TrainingData,
         epochs: int,
         *,
-        test: Tensor | None = None,
+        test: Data | None = None,
         dynamic: bool = False,
         hooks: Sequence[Hook] = (),
         progress: bool | None = None,
     ) -> list[dict[str, float]]:
         """Train until ``self.epoch == epochs``; returns the per-epoch history.
 
-        Each epoch draws a fresh permutation of ``train`` (one tensor on the device); with
+        Each epoch draws a fresh permutation of ``train`` (one tensor on the device, or a tuple
+        such as ``(x, y)`` passed to model and guide as arguments, or a
+        :class:`~pyro_vae.data.SemiSupervised` set); with
         ``dynamic`` each batch is a new Bernoulli draw of the grey levels. After each epoch the
         row ``{epoch, step, train_elbo, test_elbo, test_reconstruction, test_kl, beta,
         seconds}`` (nats per datum) is appended and passed to the hooks' ``on_epoch``.
@@ -153,8 +162,8 @@ class Trainer:
         """
         on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
-        n = train.shape[0]
-        steps_per_epoch = math.ceil(n / self.config.batch_size)
+        n = num_data(train)
+        steps_per_epoch = num_batches(train, self.config.batch_size)
         with module_local_params(
             self.model, self.guide, enabled=self.local_params, store=self._param_store
         ):
@@ -171,8 +180,8 @@ class Trainer:
                     leave=False,
                     unit="step",
                 )
-                for i, x in enumerate(batches(train, self.config.batch_size, dynamic)):
-                    total += self._step(x)
+                for i, batch in enumerate(batches(train, self.config.batch_size, dynamic)):
+                    total += self._step(*as_args(batch))
                     self.step += 1
                     for fn in on_step:
                         fn(self)
@@ -201,7 +210,7 @@ class Trainer:
                     fn(self, row)
         return self.history
 
-    def _step(self, x: Tensor) -> Tensor:
+    def _step(self, *args: Tensor) -> Tensor:
         # Pyro's shape and support validation runs on the first step only: it costs ~2 ms per
         # step here, and the data were checked against the likelihood's support up front.
         # the KL weight's handler only where it changes something: the default path stays lean
@@ -209,12 +218,12 @@ class Trainer:
         with pyro.validation_enabled(not self._validated), kl_scale:
             self.optimizer.zero_grad(set_to_none=True)
             if self._differentiable:
-                loss = self.loss(x)
+                loss = self.loss(*args)
                 loss.backward()
                 loss = loss.detach()
             else:
                 # Pyro 1.9.2's RenyiELBO has no differentiable_loss: it runs backward itself
-                value = self.elbo.loss_and_grads(self.model, self.guide, x)
+                value = self.elbo.loss_and_grads(self.model, self.guide, *args)
                 loss = torch.tensor(value, device=self.device)
         self._validated = True
         self.optimizer.step()
@@ -229,7 +238,7 @@ class Trainer:
             )
 
     @torch.no_grad()
-    def test_elbo_terms(self, x: Tensor) -> dict[str, float]:
+    def test_elbo_terms(self, x: Data) -> dict[str, float]:
         """Mean test ELBO per datum (nats), and its reconstruction and KL terms; one draw of
         z per datum."""
         self.loss.eval()
@@ -248,9 +257,10 @@ def check_pair(model: nn.Module, guide: nn.Module, elbo: ELBO, elbo_name: str) -
     if prior is None or x_dim is None or not hasattr(guide, "posterior"):
         return
     with torch.no_grad():
-        improper = isinstance(prior(), ImproperUniform)
+        if not isinstance(prior(), ImproperUniform):
+            return
         q = guide.posterior(torch.zeros(1, x_dim, device=_device_of(guide)))
-    if improper and not isinstance(getattr(q, "base_dist", q), Delta):
+    if not isinstance(getattr(q, "base_dist", q), Delta):
         raise ValueError(
             "the flat prior is improper: with a guide that has a density the ELBO is unbounded "
             "(the guide's entropy grows without limit); use --guide delta (a plain "

@@ -8,6 +8,9 @@ import sys
 
 from tests.conftest import REPO
 
+# every row of benchmarks/quality.py's CONFIGS (the test below fails if one is missing)
+VARIANTS = ["vae", "iwae5", "iwae50", "vampprior", "mog", "fullcov", "iaf"]
+
 
 def test_speed_benchmark_smoke(tiny_mnist_dir):
     done = subprocess.run(
@@ -45,8 +48,7 @@ def test_quality_benchmark_smoke(tiny_mnist_dir, tmp_path):
             "--datasets",
             "mnist",
             "--configs",
-            "vae",
-            "iwae5",
+            *VARIANTS,
             "--epochs",
             "1",
             "--train-size",
@@ -69,7 +71,15 @@ def test_quality_benchmark_smoke(tiny_mnist_dir, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     rows = json.loads((tmp_path / "q" / "results.json").read_text())
-    assert [r["config"] for r in rows] == ["vae", "hand-written VAE", "iwae5"]
+    assert [r["config"] for r in rows] == ["vae", "hand-written VAE", *VARIANTS[1:]]
     assert all(r["neg_log_likelihood"] > 0 and r["importance_samples"] == 8 for r in rows)
     assert rows[0]["published"] == 86.76
     assert "| mnist (32 test) | dynamic | vae | 1 |" in done.stdout
+    listed = subprocess.run(
+        [sys.executable, "benchmarks/quality.py", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    ).stdout
+    assert all(name in listed for name in VARIANTS)
+    assert "{" + ",".join(sorted(VARIANTS)) + "}" in listed.replace("\n", "").replace(" ", "")

@@ -34,6 +34,13 @@ EXPERIMENTS = {
     ],
     "frey_faces": ["frey_reconstructions.png", "frey_manifold.png", "frey_faces.json"],
     "beta_vae": ["beta_vae_traversal_beta1.png", "beta_vae_traversal_beta4.png", "beta_vae.json"],
+    "conditional_vae": ["class_conditional.png", "style_transfer.png", "conditional_vae.json"],
+    "semi_supervised": [
+        "semi_supervised.json",
+        "semi_supervised.md",
+        "accuracy.png",
+        "class_conditional.png",
+    ],
 }
 
 

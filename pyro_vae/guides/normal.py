@@ -27,7 +27,8 @@ class NormalGuide(AmortizedGuide):
         """Outputs the encoder network must give: loc and raw scale."""
         return 2 * z_dim
 
-    def posterior(self, x: Tensor) -> Distribution:
-        """q(z | x) for a batch ``x`` of shape (batch, x_dim)."""
-        loc, raw_scale = self.encoder(x).chunk(2, dim=-1)
+    def posterior(self, x: Tensor, *context: Tensor) -> Distribution:
+        """q(z | x) for a batch ``x`` of shape (batch, x_dim) (and ``context``, e.g. a label,
+        for an encoder that takes it)."""
+        loc, raw_scale = self.encoder(x, *context).chunk(2, dim=-1)
         return dist.Normal(loc, F.softplus(raw_scale) + MIN_SCALE).to_event(1)

@@ -70,16 +70,17 @@ class VAEModel(PyroModule):
         """z ~ p(z)."""
         return pyro.sample("z", self.prior())
 
-    def sample_x(self, z: Tensor, x: Tensor | None) -> Tensor:
-        """x ~ p(x | z), observed when ``x`` is given."""
-        px = self.decode(z)
+    def sample_x(self, z: Tensor, x: Tensor | None, *context: Tensor) -> Tensor:
+        """x ~ p(x | z, context...), observed when ``x`` is given (context: e.g. a label for
+        the conditional models)."""
+        px = self.decode(z, *context)
         if x is not None and is_validation_enabled():
             check_support(px, x, self.likelihood)
         return pyro.sample("x", px, obs=x)
 
-    def decode(self, z: Tensor) -> Distribution:
+    def decode(self, z: Tensor, *context: Tensor) -> Distribution:
         """p(x | z) as a distribution; ``.mean`` gives the decoded image."""
-        return self.likelihood(self.decoder(z))
+        return self.likelihood(self.decoder(z, *context))
 
     def _num_data(self, x: Tensor | None, batch_size: int | None) -> int:
         if x is None:
