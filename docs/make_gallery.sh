@@ -21,6 +21,9 @@ done
 run python -m experiments.autoencoder_vs_vae --epochs 10 --out $R/autoencoder_vs_vae
 run python -m experiments.frey_faces --out $R/frey_faces
 run python -m experiments.beta_vae --epochs 10 --out $R/beta_vae
+run python -m experiments.conditional_vae --epochs 10 --out $R/conditional_vae
+# 4 label budgets x 3 seeds of M2, 10 epochs each: the longest step (about 1.5 h on 2 cores)
+run python -m experiments.semi_supervised --epochs 10 --out $R/semi_supervised
 
 cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/
 cp $R/training_gif/latent_training.gif $R/training_gif/manifold_training.gif $G/
@@ -33,6 +36,9 @@ cp $R/z50/classical_baselines/classical_baselines.png $G/
 cp $R/autoencoder_vs_vae/autoencoder_vs_vae_z2.png $R/autoencoder_vs_vae/autoencoder_vs_vae_z10.png $G/
 cp $R/frey_faces/frey_reconstructions.png $R/frey_faces/frey_manifold.png $G/
 cp $R/beta_vae/beta_vae_traversal_beta1.png $R/beta_vae/beta_vae_traversal_beta4.png $G/
+cp $R/conditional_vae/class_conditional.png $R/conditional_vae/style_transfer.png $G/
+cp $R/semi_supervised/accuracy.png $G/semi_supervised_accuracy.png
+cp $R/semi_supervised/class_conditional.png $G/m2_class_conditional.png
 # shrink for the README: at most 900 px wide, 256-colour palettes, GIFs at 3/4 size
 python - "$G" <<'PY'
 import sys

@@ -152,8 +152,12 @@ def train_from_args(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     run = runs.load(args.checkpoint, device=args.device)
-    x = run.data.test if args.test_size is None else run.data.test[: args.test_size]
-    result = evaluate.summary(run.model, run.guide, x, args.samples) | runs.describe(run)
+    n = args.test_size
+    test = tuple(t[:n] for t in evaluate.as_args(run.test_data))
+    result = evaluate.summary(run.model, run.guide, test if run.labelled else test[0], args.samples)
+    if hasattr(run.guide, "classify"):
+        result["accuracy"] = evaluate.accuracy(run.guide, test[0], run.data.test_labels[:n])
+    result |= runs.describe(run)
     print(runs.format_summary(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -162,7 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     run = runs.load(args.checkpoint, device=args.device, dataset=False)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "prior_samples.png"
-    runs.write_prior_samples(run.model, run.data.image_shape, out)
+    runs.write_samples(run, out)
     print(out)
 
 

@@ -353,14 +353,7 @@ def write_conditional_figures(run: Run, out: Path, idx: torch.Tensor, draws: int
         ncol=len(x),
         title="test data (top) and reconstructions E[x|z,y], z = mean of q(z|x,y) (bottom)",
     )
-    grid = predictive.class_conditional(run.model, k, draws)
-    plots.save_grid(
-        out / "prior_samples.png",
-        grid["mean"],
-        shape,
-        ncol=draws,
-        title="E[x|z,y], z ~ p(z): one row per class y, one column per draw",
-    )
+    write_samples(run, out / "prior_samples.png", draws)
     transfer = predictive.style_transfer(run.model, run.guide, x, y)
     plots.save_grid(
         out / "style_transfer.png",
@@ -368,6 +361,21 @@ def write_conditional_figures(run: Run, out: Path, idx: torch.Tensor, draws: int
         shape,
         ncol=k + 1,
         title="test digit (left); its style z = mean of q(z|x,y) decoded with each label",
+    )
+
+
+def write_samples(run: Run, path: Path, draws: int = 10) -> None:
+    """Prior samples: for a label-aware model a grid with one row per class."""
+    if not run.labelled:
+        write_prior_samples(run.model, run.data.image_shape, path)
+        return
+    grid = predictive.class_conditional(run.model, run.model_config.num_classes, draws)
+    plots.save_grid(
+        path,
+        grid["mean"],
+        run.data.image_shape,
+        ncol=draws,
+        title="E[x|z,y], z ~ p(z): one row per class y, one column per draw",
     )
 
 

@@ -4,6 +4,7 @@ label data (one-hot, balanced subsets, semi-supervised batches)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pyro
 import pytest
@@ -19,6 +20,7 @@ from pyro_vae.guides import ConditionalNormalGuide, M2Guide
 from pyro_vae.models import Classifier, CVAEModel, M2Model, NoLatents
 from pyro_vae.runtime import module_local_params
 from pyro_vae.train import Trainer
+from tests.conftest import REPO
 
 K, X_DIM, Z_DIM = 10, 784, 4
 
@@ -260,3 +262,24 @@ def test_supervised_only_classifier_trains_through_the_trainer(label_config):
     # no latents: the ELBO is the labels' log-likelihood, a negative cross-entropy
     assert history[-1]["test_kl"] == 0.0 and history[-1]["test_elbo"] > history[0]["test_elbo"]
     assert evaluate.accuracy(model, ds.test, ds.test_labels) > 0.8
+
+
+def test_readme_m2_example_runs():
+    text = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if "M2Guide" in b]
+    scope: dict = {}
+    exec(block, scope)
+    assert scope["guide"].classify(scope["x"]).shape == (8, 10)
+
+
+def test_cli_evaluates_and_samples_label_models(label_config, tmp_path, capsys):
+    from pyro_vae import cli
+
+    cfg = ModelConfig(model="cvae", z_dim=4, hidden=(32,))
+    runs.train(cfg, replace(label_config, epochs=1), tmp_path / "cvae", progress=False)
+    ckpt = str(tmp_path / "cvae" / "checkpoint.pt")
+    assert cli.main(["evaluate", ckpt, "--samples", "5", "--test-size", "20"]) == 0
+    assert "log p(x | y)" in capsys.readouterr().out
+    assert cli.main(["sample", ckpt, "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
