@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__doc__, model="cvae", ll_samples=1000)
     p.add_argument("--draws", type=int, default=10, help="prior draws per class")
     args = experiment.parse(p, argv, ll_samples=20, draws=4)
+    k_samples, args.ll_samples = args.ll_samples, 0  # estimated once, below, not also by the run
     run, out = experiment.trained_run(args, "conditional_vae")
     if run.model_config.model != "cvae":
         raise ValueError(f"{args.checkpoint} holds a {run.model_config.model} run, not a cvae")
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     files.append(plots.save_figure(fig, out / "style_transfer.png"))
 
-    result = evaluate.summary(run.model, run.guide, run.test_data, args.ll_samples)
+    result = evaluate.summary(run.model, run.guide, run.test_data, k_samples)
     numbers = {
         "dataset": run.data.name,
         "binarization": run.binarize,
