@@ -185,6 +185,7 @@ def accuracy_figure(rows: Sequence[dict], path: Path, epochs: int) -> Path:
     ax.set_title("q(y|x) on the MNIST test set (mean ± sd over seeds)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
     return plots.save_figure(fig, path)
 
 

@@ -71,26 +71,41 @@ class DiagonalNormalMixture(dist.MixtureSameFamily):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         comp = self.component_distribution
         normal = getattr(comp, "base_dist", None)
-        if (
-            not isinstance(normal, torch.distributions.Normal)
-            or getattr(comp, "reinterpreted_batch_ndims", 0) != 1
-            or normal.loc.dim() != 2
-            or normal.scale.shape != normal.loc.shape
+        if not isinstance(normal, torch.distributions.Normal) or (
+            getattr(comp, "reinterpreted_batch_ndims", 0) != 1
         ):
+            return super().log_prob(value)
+        # Pyro's plates expand the mixture to the batch shape without copying: one (K, D) set
+        # of parameters viewed with stride 0 along the batch dimensions
+        loc, scale = _unexpanded(normal.loc, 2), _unexpanded(normal.scale, 2)
+        logits = _unexpanded(self.mixture_distribution.logits, 1)
+        if loc is None or scale is None or logits is None or scale.shape != loc.shape:
             return super().log_prob(value)
         if self._validate_args:
             self._validate_sample(value)
-        d = normal.loc.shape[-1]
-        loc, scale = normal.loc.double(), normal.scale.double()
+        d = loc.shape[-1]
+        loc, scale = loc.double(), scale.double()
         precision = scale.pow(-2)  # (K, D)
         z = value.reshape(-1, d).double()  # (N, D)
         quad = (
             (z * z) @ precision.T - 2.0 * z @ (loc * precision).T + (loc * loc * precision).sum(-1)
         )  # (N, K)
         log_norm = scale.log().sum(-1) + 0.5 * d * math.log(2 * math.pi)
-        log_weights = torch.log_softmax(self.mixture_distribution.logits.double(), -1)
+        log_weights = torch.log_softmax(logits.double(), -1)
         lp = torch.logsumexp(log_weights - log_norm - 0.5 * quad, -1)
-        return lp.reshape(value.shape[:-1]).to(value.dtype)
+        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        return lp.reshape(value.shape[:-1]).to(value.dtype).expand(shape)
+
+
+def _unexpanded(t: torch.Tensor, dims: int) -> torch.Tensor | None:
+    """The trailing ``dims`` dimensions of ``t`` if its leading ones are broadcast (stride 0
+    or size 1), else None."""
+    lead = t.dim() - dims
+    if lead < 0 or any(
+        st != 0 and n != 1 for st, n in zip(t.stride()[:lead], t.shape[:lead], strict=True)
+    ):
+        return None
+    return t[(0,) * lead] if lead else t
 
 
 class MixtureOfGaussians(nn.Module):

@@ -113,3 +113,20 @@ def test_diagonal_normal_mixture_matches_the_generic_log_prob():
         m.log_prob(torch.zeros(4, 2)),
         dist.MixtureSameFamily(m.mixture_distribution, mvn).log_prob(torch.zeros(4, 2)),
     )
+
+
+def test_diagonal_normal_mixture_fast_path_survives_plate_expansion():
+    """Pyro's plates expand the prior to the batch shape; the expanded mixture keeps the
+    matrix-product log-density (same values as the generic one)."""
+    import pyro.distributions as dist
+
+    from pyro_vae.priors import DiagonalNormalMixture
+
+    comps = dist.Normal(torch.randn(5, 3), torch.rand(5, 3) + 0.5).to_event(1)
+    mix = DiagonalNormalMixture(dist.Categorical(logits=torch.randn(5)), comps)
+    expanded = mix.expand((4, 2))
+    assert isinstance(expanded, DiagonalNormalMixture)
+    z = torch.randn(4, 2, 3)
+    generic = dist.MixtureSameFamily(mix.mixture_distribution, comps).expand((4, 2)).log_prob(z)
+    assert torch.allclose(expanded.log_prob(z), generic, atol=1e-5)
+    assert expanded.log_prob(z[0, 0]).shape == (4, 2)  # one value broadcast over the batch
