@@ -137,6 +137,13 @@ def build(
         evaluate.check_data(model, dataset.train)
     model.to(device)
     guide.to(device)
+    if model_config.model == "m2" and train_config.elbo != "enum":
+        print(
+            f"warning: --model m2 with --elbo {train_config.elbo} samples the class y of "
+            "unlabelled digits (a high-variance score-function gradient); --elbo enum sums it "
+            "out exactly",
+            file=sys.stderr,
+        )
     trainer = Trainer(model, guide, train_config, device)
     train_data, test_data = VIEWS[model_config.model](
         dataset, train_config, model_config.num_classes
