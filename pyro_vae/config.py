@@ -110,26 +110,26 @@ class ModelConfig:
 
     def build_cvae(self) -> tuple[VAEModel, nn.Module]:
         """The conditional VAE: q(z | x, y), p(z) p(x | z, y)."""
-        self._labels_ok()
-        guide = ConditionalNormalGuide(
-            self.x_dim, self.z_dim, self.num_classes, self.hidden, self.activation
-        )
-        model = CVAEModel(
-            self.x_dim,
-            self.z_dim,
-            self.num_classes,
-            self.hidden,
-            self._prior(guide),
-            LIKELIHOODS[self.likelihood](),
-            self.activation,
-        )
-        return model, guide
+        return self._labelled_pair(ConditionalNormalGuide, CVAEModel)
 
     def build_m2(self) -> tuple[VAEModel, nn.Module]:
-        """The semi-supervised M2: q(y | x) q(z | x, y), p(y) p(z) p(x | z, y)."""
+        """The semi-supervised M2: q(y | x) q(z | x, y), p(y) p(z) p(x | z, y); the model scores
+        the guide's classifier on labelled data (the auxiliary term)."""
+        return self._labelled_pair(
+            M2Guide,
+            M2Model,
+            lambda guide: {"classifier": guide.classifier, "aux_weight": self.aux_weight},
+        )
+
+    def _labelled_pair(
+        self,
+        guide_cls: type[nn.Module],
+        model_cls: type[VAEModel],
+        model_extras: Callable[[nn.Module], dict[str, Any]] = lambda guide: {},
+    ) -> tuple[VAEModel, nn.Module]:
         self._labels_ok()
-        guide = M2Guide(self.x_dim, self.z_dim, self.num_classes, self.hidden, self.activation)
-        model = M2Model(
+        guide = guide_cls(self.x_dim, self.z_dim, self.num_classes, self.hidden, self.activation)
+        model = model_cls(
             self.x_dim,
             self.z_dim,
             self.num_classes,
@@ -137,8 +137,7 @@ class ModelConfig:
             self._prior(guide),
             LIKELIHOODS[self.likelihood](),
             self.activation,
-            classifier=guide.classifier,
-            aux_weight=self.aux_weight,
+            **model_extras(guide),
         )
         return model, guide
 
