@@ -46,13 +46,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     idx = torch.stack([(labels == c).nonzero()[0, 0] for c in range(k)])
     x, y_true = run.data.test[idx], data.one_hot(labels[idx], k)
     transfer = predictive.style_transfer(run.model, run.guide, x, y_true)
-    fig = plots.grid_figure(
-        torch.cat([x[:, None], transfer], 1).reshape(-1, x.shape[-1]),
-        shape,
-        ncol=k + 1,
-        col_labels=["input", *(str(c) for c in range(k))],
-        title="style transfer: a test digit (left), its z = mean of q(z|x,y) decoded with each y",
-    )
+    fig = plots.style_transfer_figure(x, transfer, shape)
     files.append(plots.save_figure(fig, out / "style_transfer.png"))
 
     result = evaluate.summary(run.model, run.guide, run.test_data, k_samples)

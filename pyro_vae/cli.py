@@ -154,7 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     run = runs.load(args.checkpoint, device=args.device)
     n = args.test_size
     test = tuple(t[:n] for t in evaluate.as_args(run.test_data))
-    result = evaluate.summary(run.model, run.guide, test if run.labelled else test[0], args.samples)
+    result = evaluate.summary(run.model, run.guide, test, args.samples)
     if hasattr(run.guide, "classify"):
         result["accuracy"] = evaluate.accuracy(run.guide, test[0], run.data.test_labels[:n])
     result |= runs.describe(run)

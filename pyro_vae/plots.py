@@ -149,6 +149,22 @@ def scatter_figure(
     return fig
 
 
+def style_transfer_figure(
+    x: Tensor, transfer: Tensor, image_shape: Sequence[int], title: str | None = None
+) -> plt.Figure:
+    """Each datum of ``x`` (batch, x_dim) on the left, then ``transfer`` (batch, classes,
+    x_dim): its style decoded with every label, one column per label."""
+    k = transfer.shape[1]
+    return grid_figure(
+        torch.cat([x[:, None], transfer], 1).reshape(-1, x.shape[-1]),
+        image_shape,
+        ncol=k + 1,
+        col_labels=["input", *(str(c) for c in range(k))],
+        title=title
+        or "style transfer: a test digit (left), its z = mean of q(z|x,y) decoded with each y",
+    )
+
+
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     return _save(fig, path)
 

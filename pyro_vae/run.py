@@ -352,23 +352,16 @@ def write_conditional_figures(run: Run, out: Path, idx: torch.Tensor, draws: int
     shape, k = run.data.image_shape, run.model_config.num_classes
     x = run.data.test[idx]
     y = data.one_hot(run.data.test_labels[idx], k)
-    recon = predictive.style_transfer(run.model, run.guide, x, y)[y.bool()]
+    transfer = predictive.style_transfer(run.model, run.guide, x, y)
     plots.save_grid(
         out / "reconstructions.png",
-        torch.cat([x, recon]),
+        torch.cat([x, transfer[y.bool()]]),  # decoded with its own label
         shape,
         ncol=len(x),
         title="test data (top) and reconstructions E[x|z,y], z = mean of q(z|x,y) (bottom)",
     )
     write_samples(run, out / "prior_samples.png", draws)
-    transfer = predictive.style_transfer(run.model, run.guide, x, y)
-    plots.save_grid(
-        out / "style_transfer.png",
-        torch.cat([x[:, None], transfer], 1).reshape(-1, x.shape[-1]),
-        shape,
-        ncol=k + 1,
-        title="test digit (left); its style z = mean of q(z|x,y) decoded with each label",
-    )
+    plots.save_figure(plots.style_transfer_figure(x, transfer, shape), out / "style_transfer.png")
 
 
 def write_samples(run: Run, path: Path, draws: int = 10) -> None:
