@@ -95,6 +95,14 @@ def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> 
     g.add_argument("--epochs", type=int, default=t.epochs)
     g.add_argument("--batch-size", type=int, default=t.batch_size)
     g.add_argument("--lr", type=float, default=t.lr)
+    g.add_argument(
+        "--adam-betas",
+        type=float,
+        nargs=2,
+        default=list(t.adam_betas),
+        metavar=("BETA1", "BETA2"),
+        help="Adam's decay rates of the gradient's moments (Pyro's ss_vae_M2 example: 0.95 0.999)",
+    )
     g.add_argument("--elbo", default=t.elbo, choices=sorted(ELBOS))
     g.add_argument("--particles", dest="num_particles", type=int, default=t.num_particles)
     g.add_argument("--beta", type=float, default=t.beta, help="KL weight (β-VAE); 1 = ELBO")

@@ -165,6 +165,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decay rates (beta1, beta2)
     elbo: str = "trace"
     num_particles: int = 1
     beta: float = 1.0  # weight of the KL term (β-VAE); 1 is the ELBO
@@ -176,6 +177,12 @@ class TrainConfig:
     ll_samples: int = 5000  # importance samples for the final test log p(x); 0 skips it
     labels: int | None = None  # m2: labelled training data (balanced, chosen with seed)
     labelled_repeats: int = 1  # m2: passes over the labelled data per epoch
+
+    def __post_init__(self) -> None:
+        beta1, beta2 = (float(b) for b in self.adam_betas)
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"adam_betas must lie in [0, 1); got {self.adam_betas}")
+        self.adam_betas = (beta1, beta2)
 
 
 # Model kinds by name: how ModelConfig.build makes the (model, guide) pair.

@@ -110,7 +110,10 @@ class Trainer:
         self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
         self._differentiable = not isinstance(self.elbo, RenyiELBO)
         self.optimizer = torch.optim.Adam(
-            self.loss.parameters(), lr=config.lr, fused=_fused_adam_ok(device)
+            self.loss.parameters(),
+            lr=config.lr,
+            betas=config.adam_betas,
+            fused=_fused_adam_ok(device),
         )
         self.epoch = 0
         self.step = 0

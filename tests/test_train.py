@@ -88,6 +88,16 @@ def test_hooks_see_every_step_and_epoch():
     assert hook.steps == 6 and [r["epoch"] for r in hook.rows] == [1, 2]
 
 
+def test_adam_betas_reach_the_optimizer():
+    model, guide = models.VAEModel(12, 2, (16,)), guides.NormalGuide(12, 2, (16,))
+    config = TrainConfig(adam_betas=[0.95, 0.999])  # type: ignore[arg-type]  # as JSON gives
+    assert config.adam_betas == (0.95, 0.999)
+    trainer = Trainer(model, guide, config, CPU)
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.95, 0.999)
+    with pytest.raises(ValueError, match=r"adam_betas must lie in \[0, 1\)"):
+        TrainConfig(adam_betas=(1.0, 0.999))
+
+
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_nan_loss_is_a_clear_error():
     def broken(out):
