@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pyro
 import pytest
@@ -262,6 +263,28 @@ def test_supervised_only_classifier_trains_through_the_trainer(label_config):
     # no latents: the ELBO is the labels' log-likelihood, a negative cross-entropy
     assert history[-1]["test_kl"] == 0.0 and history[-1]["test_elbo"] > history[0]["test_elbo"]
     assert evaluate.accuracy(model, ds.test, ds.test_labels) > 0.8
+
+
+def test_label_agreement_tells_whether_the_decoder_uses_y():
+    from experiments.semi_supervised import label_agreement
+
+    model, guide = m2_pair()
+    run = SimpleNamespace(model=model, guide=guide, model_config=SimpleNamespace(num_classes=K))
+    z_part, y_part = model.decoder.inputs
+    with torch.no_grad():
+        z_part.weight.zero_()  # the decoder reads the label only: one image per class
+        y_part.weight.mul_(10)
+        images = model.decode(torch.zeros(K, Z_DIM), torch.eye(K)).mean
+    optimizer = torch.optim.Adam(guide.classifier.parameters(), lr=1e-2)
+    for _ in range(200):  # q(y|x) learns to read those ten images
+        loss = torch.nn.functional.cross_entropy(guide.classifier(images), torch.arange(K))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert label_agreement(run, draws=20) == 1.0
+    with torch.no_grad():
+        y_part.weight.zero_()  # now it ignores y: every draw is the same image, one class
+    assert label_agreement(run, draws=20) == pytest.approx(1 / K)
 
 
 def test_readme_m2_example_runs():
