@@ -22,8 +22,9 @@ run python -m experiments.autoencoder_vs_vae --epochs 10 --out $R/autoencoder_vs
 run python -m experiments.frey_faces --out $R/frey_faces
 run python -m experiments.beta_vae --epochs 10 --out $R/beta_vae
 run python -m experiments.conditional_vae --epochs 10 --out $R/conditional_vae
-# 4 label budgets x 3 seeds of M2, 5 epochs each: the longest step (about 1 h on 2 cores)
-run python -m experiments.semi_supervised --epochs 5 --out $R/semi_supervised
+# 4 label budgets x 3 seeds of M2, 25 epochs each: the longest step (about 1.5 h on 2 cores
+# as two processes of one thread, --budgets 100 1000 and --budgets 600 3000, then --resume)
+run python -m experiments.semi_supervised --epochs 25 --out $R/semi_supervised
 
 cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/
 cp $R/training_gif/latent_training.gif $R/training_gif/manifold_training.gif $G/

@@ -19,7 +19,9 @@ supervised-only classifier of the same network (``models.Classifier``, trained b
 likelihood through the same trainer on the labelled digits only, for ``--baseline-epochs``
 passes) and the published figures. Writes semi_supervised.json, .md,
 accuracy.png (accuracy against labels, and M2's test accuracy after each epoch) and the
-class-conditional samples of the last run (class_conditional.png).
+class-conditional samples of the last run (class_conditional.png). Each run has its own folder
+under ``--out``; ``--resume`` continues or reuses them, so budgets trained by separate
+processes (``--budgets 100 1000`` and ``--budgets 600 3000``) make one table afterwards.
 """
 
 from __future__ import annotations
