@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             if args.labelled_per_epoch:
                 args.labelled_repeats = max(1, round(args.labelled_per_epoch / budget))
             run = experiment.train_variant(args, out / f"m2-{budget}labels-seed{seed}")
-            m2.append(evaluate.accuracy(run.guide, run.data.test, run.data.test_labels))
             curves.append([row["test_accuracy"] for row in run.trainer.history])
+            m2.append(curves[-1][-1])  # after the last epoch
             agreement.append(label_agreement(run))
             sup.append(supervised_only(run, args.baseline_steps))
         rows.append(
@@ -158,7 +158,6 @@ def write_table(out: Path, rows: list[dict], args, binarize: str) -> list[Path]:
         "settings": {
             "epochs": args.epochs,
             "binarization": binarize,
-            "aux_weight": args.aux_weight,
             "labelled_per_epoch": args.labelled_per_epoch,
             "baseline_steps": args.baseline_steps,
             **{key: getattr(args, key) for key in SETTINGS},
