@@ -76,7 +76,7 @@ def read_attribute_file(path: Path) -> tuple[list[str], torch.Tensor]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__)
+    p = experiment.parser(__name__, __doc__)
     p.add_argument(
         "--multiples", type=float, nargs="+", default=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2]
     )

@@ -45,7 +45,7 @@ def mean_entropy(model: torch.nn.Module, z: torch.Tensor) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__)
+    p = experiment.parser(__name__, __doc__)
     p.add_argument("--z-dims", type=int, nargs="+", default=[2, 10])
     p.add_argument("--lattice", type=int, default=12, help="lattice sites per side")
     p.add_argument("--n", type=int, default=5000, help="test encodings plotted")

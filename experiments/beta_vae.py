@@ -24,7 +24,7 @@ ACTIVE = 0.01
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__, z_dim=10)
+    p = experiment.parser(__name__, __doc__, z_dim=10)
     p.add_argument("--betas", type=float, nargs="+", default=[1.0, 4.0])
     p.add_argument("--steps", type=int, default=9, help="values per traversal row")
     args = experiment.parse(p, argv, z_dim=4, steps=5)

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
     from threadpoolctl import threadpool_limits
 
-    p = experiment.parser(__doc__)
+    p = experiment.parser(__name__, __doc__)
     p.add_argument("--samples", type=int, default=6, help="samples per digit and model")
     p.add_argument("--components", type=int, default=5, help="mixture components per class")
     p.add_argument("--max-iter", type=int, default=25, help="EM / variational iterations")

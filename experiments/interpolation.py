@@ -19,7 +19,7 @@ from pyro_vae import experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__)
+    p = experiment.parser(__name__, __doc__)
     p.add_argument("--steps", type=int, default=10, help="points on each path")
     p.add_argument("--pairs", type=int, default=4, help="pairs of each kind")
     args = experiment.parse(p, argv)

@@ -15,7 +15,7 @@ from pyro_vae import experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__, z_dim=2)
+    p = experiment.parser(__name__, __doc__, z_dim=2)
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "latent_2d")
     z = latent.encode(run.guide, run.data.test)[:, :2].cpu()

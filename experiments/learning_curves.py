@@ -18,7 +18,7 @@ from pyro_vae import experiment, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__, epochs=20)
+    p = experiment.parser(__name__, __doc__, epochs=20)
     args = experiment.parse(p, argv, epochs=2)
     run, out = experiment.trained_run(args, "learning_curves")
     history = run.trainer.history

@@ -16,7 +16,7 @@ from pyro_vae import experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__, z_dim=2)
+    p = experiment.parser(__name__, __doc__, z_dim=2)
     p.add_argument("--grid", type=int, default=20, help="images per side")
     p.add_argument("--dims", type=int, nargs=2, default=[0, 1], help="latent coordinates shown")
     args = experiment.parse(p, argv, grid=6)

@@ -17,7 +17,7 @@ from pyro_vae import experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__)
+    p = experiment.parser(__name__, __doc__)
     p.add_argument("--n", type=int, default=12, help="digits per row")
     p.add_argument("--rows", type=int, default=3, help="pairs of rows (data, reconstruction)")
     args = experiment.parse(p, argv)

@@ -20,7 +20,7 @@ from pyro_vae import experiment, plots, predictive
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__)
+    p = experiment.parser(__name__, __doc__)
     p.add_argument("--n", type=int, default=10, help="columns (draws) per row")
     p.add_argument("--digits", type=int, default=6, help="test digits for the posterior rows")
     args = experiment.parse(p, argv)

@@ -86,7 +86,7 @@ def label_agreement(run, draws: int = 200) -> float:  # type: ignore[no-untyped-
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__, **SETTINGS)
+    p = experiment.parser(__name__, __doc__, **SETTINGS)
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 600, 1000, 3000])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(

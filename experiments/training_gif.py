@@ -52,7 +52,7 @@ def log_steps(total: int, frames: int) -> set[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    p = experiment.parser(__doc__, z_dim=2)
+    p = experiment.parser(__name__, __doc__, z_dim=2)
     p.add_argument("--frames", type=int, default=30, help="snapshots (log-spaced steps)")
     p.add_argument("--n", type=int, default=2000, help="test images in the scatter")
     p.add_argument("--grid", type=int, default=15, help="manifold images per side")

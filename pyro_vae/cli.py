@@ -1,23 +1,23 @@
-"""Command line: ``pyro-vae train | evaluate | sample`` (also ``python -m pyro_vae``)."""
+"""Command line: ``pyro-vae train | evaluate | sample | encode | run`` (also ``python -m pyro_vae``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
+import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
+from types import ModuleType
+
+import numpy as np
 
 from . import checkpoint, data, evaluate
 from . import run as runs
-from .config import GUIDES, MODELS, NETS, ModelConfig, TrainConfig
-from .likelihoods import LIKELIHOODS
-from .nets import ACTIVATIONS
-from .priors import PRIORS
+from .options import HelpFormatter, add_train_arguments, configs_from_args
+from .runfolder import format_summary, write_json
 from .runtime import DeviceError
-from .train import ELBOS
 
 # errors that describe a problem with the user's input and say how to fix it
 USER_ERRORS = (
@@ -28,121 +28,7 @@ USER_ERRORS = (
     FileExistsError,
     FloatingPointError,
 )
-
-
-def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> None:
-    """The options of a training run (shared by ``pyro-vae train`` and experiment scripts)."""
-    m, t = ModelConfig(), TrainConfig()
-    g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default=t.dataset, choices=sorted(data.DATASETS))
-    g.add_argument(
-        "--data-dir",
-        default=None,
-        help=f"folder with the data files (else ${data.ENV_VAR}, then downloads)",
-    )
-    g.add_argument(
-        "--binarize",
-        default=t.binarize,
-        choices=["auto", *data.BINARIZATIONS],
-        help="auto: dynamic for bernoulli, none for grey-level likelihoods",
-    )
-    g.add_argument("--train-size", type=int, default=None, help="use the first N training data")
-    g.add_argument("--test-size", type=int, default=None, help="use the first N test data")
-    g.add_argument(
-        "--labels",
-        type=int,
-        default=None,
-        help="--model m2: labelled training data, balanced over classes, chosen with --seed",
-    )
-    g.add_argument(
-        "--labelled-repeats",
-        type=int,
-        default=t.labelled_repeats,
-        help="--model m2: passes over the labelled data per epoch (1: Pyro's schedule)",
-    )
-    g = parser.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        default=m.model,
-        choices=list(MODELS),
-        help="vae; cvae: conditional VAE (labels given); m2: semi-supervised (--labels N)",
-    )
-    g.add_argument(
-        "--aux-weight",
-        type=float,
-        default=m.aux_weight,
-        help="m2: weight of the classifier term alpha * log q(y|x) on labelled data",
-    )
-    g.add_argument("--z-dim", type=int, default=m.z_dim)
-    g.add_argument("--hidden", type=int, nargs="*", default=list(m.hidden), help="MLP widths")
-    g.add_argument("--activation", default=m.activation, choices=sorted(ACTIVATIONS))
-    g.add_argument(
-        "--net",
-        default=m.net,
-        choices=list(NETS),
-        help="mlp, or conv (convolutional; --hidden's first width sizes its dense layer)",
-    )
-    g.add_argument("--prior", default=m.prior, choices=sorted(PRIORS))
-    g.add_argument(
-        "--prior-components",
-        type=int,
-        default=m.prior_components,
-        help="mixture components (mog) or pseudo-inputs (vampprior)",
-    )
-    g.add_argument("--likelihood", default=m.likelihood, choices=sorted(LIKELIHOODS))
-    g.add_argument("--guide", default=m.guide, choices=sorted(GUIDES))
-    g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=t.epochs)
-    g.add_argument("--batch-size", type=int, default=t.batch_size)
-    g.add_argument("--lr", type=float, default=t.lr)
-    g.add_argument(
-        "--adam-betas",
-        type=float,
-        nargs=2,
-        default=list(t.adam_betas),
-        metavar=("BETA1", "BETA2"),
-        help="Adam's decay rates of the gradient's moments (Pyro's ss_vae_M2 example: 0.95 0.999)",
-    )
-    g.add_argument("--elbo", default=t.elbo, choices=sorted(ELBOS))
-    g.add_argument("--particles", dest="num_particles", type=int, default=t.num_particles)
-    g.add_argument("--beta", type=float, default=t.beta, help="KL weight (β-VAE); 1 = ELBO")
-    g.add_argument(
-        "--warmup-epochs",
-        type=int,
-        default=t.warmup_epochs,
-        help="ramp the KL weight from 0 to --beta over these epochs",
-    )
-    g.add_argument("--seed", type=int, default=t.seed)
-    g.add_argument("--device", default=t.device, help="auto (CUDA if present), cpu, cuda[:N]")
-    g.add_argument(
-        "--ll-samples",
-        type=int,
-        default=t.ll_samples,
-        help="importance samples for the final test log p(x) (0 skips it)",
-    )
-    g = parser.add_argument_group("output")
-    g.add_argument("--out", default=None, help="output folder (default runs/DATASET-TIME)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(**defaults)
-
-
-def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    values = vars(args)
-    model_config = ModelConfig(
-        z_dim=args.z_dim,
-        hidden=tuple(args.hidden),
-        activation=args.activation,
-        prior=args.prior,
-        likelihood=args.likelihood,
-        guide=args.guide,
-        prior_components=args.prior_components,
-        net=args.net,
-        model=args.model,
-        aux_weight=args.aux_weight,
-    )
-    train_config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)})
-    return model_config, train_config
+EXPERIMENTS_VAR = "PYRO_VAE_EXPERIMENTS"
 
 
 def train_from_args(args: argparse.Namespace) -> dict:
@@ -158,66 +44,144 @@ def train_from_args(args: argparse.Namespace) -> dict:
     return result
 
 
+def _test_data(run: runs.Run, n: int | None) -> evaluate.Data:
+    if run.test_data is None:
+        raise ValueError(
+            f"the data of this run ({run.data.name}) were not found: pass --data-dir, or set "
+            f"${data.ENV_VAR}, to where they are"
+        )
+    return tuple(t[:n] for t in evaluate.as_args(run.test_data))
+
+
+def _load(args: argparse.Namespace, dataset: bool | None = None) -> runs.Run:
+    if getattr(args, "data_dir", None):
+        os.environ[data.ENV_VAR] = args.data_dir
+    return runs.load(args.checkpoint, device=args.device, dataset=dataset)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    run = runs.load(args.checkpoint, device=args.device)
-    n = args.test_size
-    test = tuple(t[:n] for t in evaluate.as_args(run.test_data))
-    result = evaluate.summary(run.model, run.guide, test, args.samples)
-    if hasattr(run.guide, "classify"):
-        result["accuracy"] = evaluate.accuracy(run.guide, test[0], run.data.test_labels[:n])
-    result |= runs.describe(run)
-    print(runs.format_summary(result))
+    run = _load(args, dataset=True)
+    result = runs.evaluation(run, _test_data(run, args.test_size), args.samples)
+    print(format_summary(result, run.kind))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(args.json), result)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    run = runs.load(args.checkpoint, device=args.device, dataset=False)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "prior_samples.png"
-    runs.write_samples(run, out)
-    print(out)
+    run = _load(args, dataset=False)
+    default = f"samples-n{args.n}-seed{args.seed}.png"
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / default
+    for path in run.kind.samples(run, out, args.n, args.seed):
+        print(path)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    run = _load(args, dataset=True)
+    test = _test_data(run, args.test_size)
+    codes = run.kind.encode(run, test)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "codes.npz"
+    arrays = {site: z.cpu().numpy() for site, z in codes.items()}
+    if run.data.test_labels is not None:
+        arrays["labels"] = run.data.test_labels[: len(evaluate.as_args(test)[0])].cpu().numpy()
+    np.savez(out, **arrays)
+    sizes = ", ".join(f"{site} {tuple(a.shape)}" for site, a in arrays.items())
+    print(f"{out}: {sizes} (the guide's point summary of each test datum)")
+
+
+def experiments_folder() -> Path | None:
+    """Where the experiment scripts are: ``$PYRO_VAE_EXPERIMENTS``, else the ``experiments/``
+    folder of this source checkout, else ``./experiments``."""
+    for folder in (
+        os.environ.get(EXPERIMENTS_VAR),
+        Path(__file__).resolve().parents[1] / "experiments",
+        Path.cwd() / "experiments",
+    ):
+        if folder and Path(folder).is_dir():
+            return Path(folder)
+    return None
 
 
 def experiment_names() -> list[str]:
-    """The scripts in the ``experiments`` package (installed with pyro-vae)."""
-    import pkgutil
+    folder = experiments_folder()
+    if folder is None:
+        return []
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
-    import experiments
 
-    return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__))
+def load_experiment(name: str) -> ModuleType:
+    names = experiment_names()
+    if name not in names:
+        where = experiments_folder() or f"(no experiments folder; set ${EXPERIMENTS_VAR})"
+        raise ValueError(f"unknown experiment {name!r}; choose one of {names} (in {where})")
+    path = experiments_folder() / f"{name}.py"  # type: ignore[operator]
+    spec = importlib.util.spec_from_file_location(f"pyro_vae_experiments.{name}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def experiments_help() -> str:
+    lines = ["experiments (pyro-vae run NAME --help for each one's options):"]
+    for name in experiment_names():
+        doc = (load_experiment(name).__doc__ or "").strip().splitlines()
+        lines.append(f"  {name:22s} {doc[0] if doc else ''}")
+    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    import importlib
+    if args.name is None:
+        print(experiments_help())
+        return
+    load_experiment(args.name).main(args.args)
 
-    names = experiment_names()
-    if args.name not in names:
-        raise ValueError(f"unknown experiment {args.name!r}; choose one of {names}")
-    importlib.import_module(f"experiments.{args.name}").main(args.args)
+
+class _ListExperiments(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="list the experiments")
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        print(parser.format_usage().rstrip())
+        print(experiments_help())
+        parser.exit()
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyro-vae", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train a VAE with SVI and write its output folder")
+    fmt = {"formatter_class": HelpFormatter}
+    t = sub.add_parser("train", help="train a model with SVI and write its output folder", **fmt)
     add_train_arguments(t)
     t.set_defaults(func=train_from_args)
-    e = sub.add_parser("evaluate", help="test ELBO and importance-sampled log p(x) of a run")
-    e.add_argument("checkpoint")
+
+    def with_checkpoint(name: str, help: str) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help, **fmt)
+        s.add_argument("checkpoint", help="a run's checkpoint.pt")
+        s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda[:N]")
+        return s
+
+    e = with_checkpoint("evaluate", "test ELBO and importance-sampled log p(x) of a run")
     e.add_argument("--samples", type=int, default=5000, help="importance samples per datum")
-    e.add_argument("--test-size", type=int, default=None)
-    e.add_argument("--device", default="auto")
+    e.add_argument("--test-size", type=int, default=None, help="the first N test data only")
+    e.add_argument("--data-dir", default=None, help="where the run's data are")
     e.add_argument("--json", default=None, help="also write the numbers to this file")
     e.set_defaults(func=cmd_evaluate)
-    s = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
-    s.add_argument("checkpoint")
-    s.add_argument("--out", default=None, help="PNG path (default: next to the checkpoint)")
-    s.add_argument("--device", default="auto")
+    s = with_checkpoint("sample", "decode draws from the prior into a PNG grid")
+    s.add_argument("--n", type=int, default=100, help="how many draws")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the draws")
+    s.add_argument(
+        "--out", default=None, help="PNG path (default: samples-nN-seedS.png beside the run)"
+    )
     s.set_defaults(func=cmd_sample)
+    c = with_checkpoint("encode", "write the guide's point summary of the test data (.npz)")
+    c.add_argument("--test-size", type=int, default=None, help="the first N test data only")
+    c.add_argument("--data-dir", default=None, help="where the run's data are")
+    c.add_argument("--out", default=None, help=".npz path (default: codes.npz beside the run)")
+    c.set_defaults(func=cmd_encode)
     r = sub.add_parser(
         "run", help="run an experiment script: pyro-vae run NAME [its options]", add_help=False
     )
-    r.add_argument("name", help="experiment name (python -m experiments.NAME --help)")
+    r.add_argument("-h", "--help", action=_ListExperiments)
+    r.add_argument("name", nargs="?", default=None, help="experiment name")
     r.add_argument("args", nargs=argparse.REMAINDER)
     r.set_defaults(func=cmd_run)
     return p

@@ -1,196 +1,164 @@
-"""Typed configs. A checkpoint carries them, so a run can be rebuilt from the file alone."""
+"""Typed configs. A checkpoint carries them, so a run can be rebuilt from the file alone.
+
+Options are validated here, where they are defined, so the Python API and the command line
+(whose options are derived from these fields, see :mod:`pyro_vae.options`) refuse the same
+values with the same message. A field's metadata holds its help text, its command-line flag
+when that differs from ``--field-name``, and ``cli=False`` for values set from the data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-from torch import nn
-
-from .guides import (
-    ConditionalNormalGuide,
-    DeltaGuide,
-    FullCovGuide,
-    IAFGuide,
-    M2Guide,
-    NormalGuide,
-)
+from . import data
+from .guides import GUIDES
+from .kinds import KINDS, kind_of
 from .likelihoods import LIKELIHOODS
-from .models import CVAEModel, M2Model, VAEModel
-from .nets import ConvDecoder, ConvEncoder
-from .priors import PRIORS, PriorArgs
-
-NETS = ("mlp", "conv")
-
-GUIDES: dict[str, type[nn.Module]] = {
-    "normal": NormalGuide,
-    "fullcov": FullCovGuide,
-    "iaf": IAFGuide,
-    "delta": DeltaGuide,
-}
+from .nets import ACTIVATIONS
+from .objectives import ELBOS
+from .priors import PRIORS
 
 T = TypeVar("T")
 
 
-def choose(table: Mapping[str, T] | Sequence[str], name: str, what: str) -> T:
-    """``table[name]`` or a one-line error naming the valid choices."""
-    if not isinstance(table, Mapping):
-        if name not in table:
-            raise ValueError(f"unknown {what} {name!r}; choose one of {sorted(table)}")
-        return name  # type: ignore[return-value]
-    try:
-        return table[name]
-    except KeyError:
-        raise ValueError(f"unknown {what} {name!r}; choose one of {sorted(table)}") from None
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A config field with its command-line help (``flag=``, ``cli=False``, ``choices=``,
+    ``group=`` in the metadata)."""
+    if isinstance(default, list | dict | set):
+        raise TypeError("use a tuple default")
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def _names(registry: Any) -> str:
+    return ", ".join(registry.names())
 
 
 @dataclass
 class ModelConfig:
-    """Constructor arguments of a model/guide pair, by name (see the factory tables)."""
+    """What model/guide pair to build, by name (see :mod:`pyro_vae.kinds`)."""
 
-    x_dim: int = 784
-    z_dim: int = 50
-    hidden: tuple[int, ...] = (500, 500)
-    activation: str = "elu"
-    prior: str = "standard-normal"
-    likelihood: str = "bernoulli"
-    guide: str = "normal"
-    prior_components: int = 10  # mixture components (mog) or pseudo-inputs (vampprior)
-    net: str = "mlp"  # or "conv": convolutional encoder and decoder for images
-    image_shape: tuple[int, ...] | None = None  # set from the data; needed by "conv"
-    model: str = "vae"  # or "cvae" (labels given) or "m2" (semi-supervised); see MODELS
-    num_classes: int = 10  # labels of cvae / m2 (set from the data)
-    aux_weight: float = 46.0  # m2: weight of the classifier's term on labelled data
+    model: str = option(
+        "vae", f"model kind: {_names(KINDS)} (or package.module:Kind)", group="model"
+    )
+    z_dim: int = option(50, "latent size (hvae: the top layer z2)", group="model")
+    hidden: tuple[int, ...] = option(
+        (500, 500), "MLP widths (hvae: the x <-> z1 networks)", group="model"
+    )
+    activation: str = option("elu", f"hidden activation: {', '.join(ACTIVATIONS)}", group="model")
+    prior: str = option(
+        "standard-normal", f"prior p(z): {_names(PRIORS)} (or package.module:Class)", group="model"
+    )
+    likelihood: str = option(
+        "bernoulli", f"p(x|z): {_names(LIKELIHOODS)} (or package.module:Class)", group="model"
+    )
+    guide: str | None = option(
+        None,
+        f"guide (default: the kind's): vae: {_names(GUIDES)}; hvae: bottom-up, ladder "
+        "(or package.module:Class)",
+        group="model",
+    )
+    prior_components: int = option(
+        10, "mixture components (mog) or pseudo-inputs (vampprior)", group="model"
+    )
+    net: str = option(
+        "mlp",
+        "mlp, or conv (convolutional; --hidden's first width sizes its dense layer)",
+        group="model",
+    )
+    aux_weight: float = option(
+        46.0, "m2: weight of the classifier term alpha * log q(y|x) on labelled data", group="model"
+    )
+    z1_dim: int = option(100, "hvae: size of the lower latent layer z1", group="model")
+    top_hidden: tuple[int, ...] = option(
+        (100, 100), "hvae: widths of the z1 <-> z2 networks", group="model"
+    )
+    x_dim: int = option(784, "size of one flattened datum (set from the data)", cli=False)
+    image_shape: tuple[int, ...] | None = option(None, "set from the data", cli=False)
+    num_classes: int = option(10, "labels of cvae / m2 (set from the data)", cli=False)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.top_hidden = tuple(int(h) for h in self.top_hidden)
         if self.image_shape is not None:
             self.image_shape = tuple(int(s) for s in self.image_shape)
-        choose(NETS, self.net, "net")
-        choose(PRIORS, self.prior, "prior")
-        choose(LIKELIHOODS, self.likelihood, "likelihood")
-        choose(GUIDES, self.guide, "guide")
-        choose(MODELS, self.model, "model")
-
-    def build(self) -> tuple[VAEModel, nn.Module]:
-        """A fresh (model, guide) pair of the kind ``self.model`` names."""
-        return MODELS[self.model](self)
-
-    def build_vae(self) -> tuple[VAEModel, nn.Module]:
-        """The VAE (the guide first: a VampPrior is built on it)."""
-        likelihood = LIKELIHOODS[self.likelihood]()
-        guide_cls = GUIDES[self.guide]
-        encoder, decoder = (
-            self._conv_nets(likelihood, guide_cls) if self.net == "conv" else (None, None)
-        )
-        guide = guide_cls(self.x_dim, self.z_dim, self.hidden, self.activation, encoder=encoder)
-        prior = PRIORS[self.prior](PriorArgs(self.z_dim, self.x_dim, self.prior_components, guide))
-        model = VAEModel(
-            self.x_dim,
-            self.z_dim,
-            self.hidden,
-            prior=prior,
-            likelihood=likelihood,
-            activation=self.activation,
-            decoder=decoder,
-        )
-        return model, guide
-
-    def _conv_nets(self, likelihood: nn.Module, guide_cls: type) -> tuple[nn.Module, nn.Module]:
-        if self.image_shape is None:
-            raise ValueError("--net conv needs the data's image_shape (set by the run)")
-        width = self.hidden[0] if self.hidden else 256
-        channels = getattr(likelihood, "params_per_pixel", 1)
-        encoder = ConvEncoder(
-            self.image_shape, guide_cls.encoder_width(self.z_dim), width, self.activation
-        )
-        decoder = ConvDecoder(self.z_dim, self.image_shape, channels, width, self.activation)
-        return encoder, decoder
-
-    def build_cvae(self) -> tuple[VAEModel, nn.Module]:
-        """The conditional VAE: q(z | x, y), p(z) p(x | z, y)."""
-        return self._labelled_pair(ConditionalNormalGuide, CVAEModel)
-
-    def build_m2(self) -> tuple[VAEModel, nn.Module]:
-        """The semi-supervised M2: q(y | x) q(z | x, y), p(y) p(z) p(x | z, y); the model scores
-        the guide's classifier on labelled data (the auxiliary term)."""
-        return self._labelled_pair(
-            M2Guide,
-            M2Model,
-            lambda guide: {"classifier": guide.classifier, "aux_weight": self.aux_weight},
-        )
-
-    def _labelled_pair(
-        self,
-        guide_cls: type[nn.Module],
-        model_cls: type[VAEModel],
-        model_extras: Callable[[nn.Module], dict[str, Any]] = lambda guide: {},
-    ) -> tuple[VAEModel, nn.Module]:
-        self._labels_ok()
-        guide = guide_cls(self.x_dim, self.z_dim, self.num_classes, self.hidden, self.activation)
-        model = model_cls(
-            self.x_dim,
-            self.z_dim,
-            self.num_classes,
-            self.hidden,
-            self._prior(guide),
-            LIKELIHOODS[self.likelihood](),
-            self.activation,
-            **model_extras(guide),
-        )
-        return model, guide
-
-    def _prior(self, guide: nn.Module) -> nn.Module:
-        return PRIORS[self.prior](PriorArgs(self.z_dim, self.x_dim, self.prior_components, guide))
-
-    def _labels_ok(self) -> None:
-        """The label-aware models come with their own guide and an MLP; say so plainly."""
-        if self.guide != "normal" or self.net != "mlp" or self.prior == "vampprior":
-            raise ValueError(
-                f"--model {self.model} has its own Normal guide and MLP networks and a prior "
-                f"that does not read the guide: drop --guide {self.guide} / --net {self.net} / "
-                f"--prior {self.prior} (use --guide normal --net mlp and a prior other than "
-                "vampprior)"
-            )
+        for name in ("z_dim", "z1_dim", "x_dim", "prior_components", "num_classes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if any(h < 1 for h in (*self.hidden, *self.top_hidden)):
+            raise ValueError(f"hidden widths must be at least 1; got {self.hidden}")
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0; got {self.aux_weight}")
+        kind = kind_of(self.model)
+        if self.guide is None:
+            self.guide = kind.default_guide
+        kind.check(self)
 
 
 @dataclass
 class TrainConfig:
     """How a run trains and evaluates."""
 
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    binarize: str = "auto"  # auto: dynamic for 0/1 likelihoods, none for grey-level ones
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decay rates (beta1, beta2)
-    elbo: str = "trace"
-    num_particles: int = 1
-    beta: float = 1.0  # weight of the KL term (β-VAE); 1 is the ELBO
-    warmup_epochs: int = 0  # ramp the KL weight linearly from 0 to beta over these epochs
-    seed: int = 0
-    device: str = "auto"
-    train_size: int | None = None  # first N training data only (quick runs)
-    test_size: int | None = None
-    ll_samples: int = 5000  # importance samples for the final test log p(x); 0 skips it
-    labels: int | None = None  # m2: labelled training data (balanced, chosen with seed)
-    labelled_repeats: int = 1  # m2: passes over the labelled data per epoch
+    dataset: str = option("mnist", f"data set: {', '.join(data.DATASETS)}", group="data")
+    data_dir: str | None = option(
+        None, f"folder with the data files (else ${data.ENV_VAR})", group="data"
+    )
+    binarize: str = option(
+        "auto",
+        "auto (dynamic for 0/1 likelihoods, none for grey-level ones), dynamic, fixed, none",
+        group="data",
+    )
+    train_size: int | None = option(None, "use the first N training data", group="data")
+    test_size: int | None = option(None, "use the first N test data", group="data")
+    labels: int | None = option(
+        None, "m2: labelled training data, balanced over classes, chosen with --seed", group="data"
+    )
+    labelled_repeats: int = option(
+        1, "m2: passes over the labelled data per epoch (1: Pyro's schedule)", group="data"
+    )
+    epochs: int = option(10, "epochs (passes over the training data)")
+    batch_size: int = option(128, "data per step")
+    lr: float = option(1e-3, "Adam learning rate")
+    adam_betas: tuple[float, float] = option(
+        (0.9, 0.999), "Adam's decay rates of the gradient's moments", metavar=("BETA1", "BETA2")
+    )
+    elbo: str = option("trace", f"objective: {_names(ELBOS)}")
+    num_particles: int = option(
+        1, "particles k per datum (iwae: the bound's k)", flag="--particles"
+    )
+    beta: float = option(1.0, "weight of the KL term (β-VAE); 1 is the ELBO")
+    warmup_epochs: int = option(0, "ramp the KL weight linearly from 0 to beta over these epochs")
+    seed: int = option(0, "random seed")
+    device: str = option("auto", "auto (CUDA if present), cpu, cuda[:N]")
+    ll_samples: int = option(5000, "importance samples for the final test log p(x); 0 skips it")
 
     def __post_init__(self) -> None:
         beta1, beta2 = (float(b) for b in self.adam_betas)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"adam_betas must lie in [0, 1); got {self.adam_betas}")
         self.adam_betas = (beta1, beta2)
-
-
-# Model kinds by name: how ModelConfig.build makes the (model, guide) pair.
-MODELS: dict[str, Callable[[ModelConfig], tuple[VAEModel, nn.Module]]] = {
-    "vae": ModelConfig.build_vae,
-    "cvae": ModelConfig.build_cvae,
-    "m2": ModelConfig.build_m2,
-}
+        ELBOS.check(self.elbo)
+        if self.binarize not in ("auto", *data.BINARIZATIONS):
+            raise ValueError(
+                f"unknown binarization {self.binarize!r}; choose one of "
+                f"{['auto', *data.BINARIZATIONS]}"
+            )
+        for name in ("epochs", "ll_samples", "warmup_epochs", "labelled_repeats"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        for name in ("batch_size", "num_particles"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.labels is not None and self.labels < 0:
+            raise ValueError(f"labels must be >= 0; got {self.labels}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0; got {self.beta}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

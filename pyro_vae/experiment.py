@@ -8,7 +8,6 @@ numbers it shows into its output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import run as runs
-from .cli import add_train_arguments, configs_from_args
+from .options import HelpFormatter, add_train_arguments, configs_from_args
+from .runfolder import write_json
 from .train import Hook
 
 # --smoke: tiny data and network, one epoch: seconds on a CPU
@@ -31,12 +31,15 @@ SMOKE: dict[str, Any] = {
 }
 
 
-def parser(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
-    """Training options (defaults overridable), ``--checkpoint`` and ``--smoke``."""
+def parser(name: str, doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
+    """Training options (defaults overridable), ``--checkpoint`` and ``--smoke``, for the
+    experiment module ``name`` (its ``__name__``: the help says ``pyro-vae run NAME``)."""
+    short = name.rsplit(".", 1)[-1]
     p = argparse.ArgumentParser(
+        prog=f"pyro-vae run {short}",
         description=(doc or "").strip().splitlines()[0] if doc else None,
-        epilog=doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"{doc}\nAlso: python -m experiments.{short} [options], from the repository.",
+        formatter_class=HelpFormatter,
     )
     add_train_arguments(p, **{"ll_samples": 0, **defaults})
     p.add_argument("--checkpoint", default=None, help="start from this run instead of training")
@@ -89,9 +92,7 @@ def train_variant(
 
 def save_numbers(out: Path, name: str, numbers: dict[str, Any]) -> Path:
     """Write the numbers a figure shows as ``<out>/<name>.json``."""
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(numbers, indent=2, default=float) + "\n")
-    return path
+    return write_json(out / f"{name}.json", numbers)
 
 
 def done(out: Path, files: Sequence[Path]) -> None:

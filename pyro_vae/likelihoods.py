@@ -29,6 +29,8 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
+from .registry import Registry
+
 LikelihoodLike = Callable[[Tensor], Distribution]
 
 
@@ -211,14 +213,18 @@ def accepts_grey_levels(likelihood: LikelihoodLike, x_dim: int) -> bool:
     return bool(d.support.check(torch.full((1, x_dim), 128 / 255)).all())
 
 
-LIKELIHOODS: dict[str, Callable[[], nn.Module]] = {
-    "bernoulli": Bernoulli,
-    "cbernoulli": ContinuousBernoulli,
-    "normal": Normal,
-    "normal-pixel": NormalPixelScale,
-    "laplace": Laplace,
-    "logistic256": DiscretizedLogistic,
-}
+# Likelihoods by name for configs and the CLI (a user's own by import path,
+# ``--likelihood mypkg.lik:Laplace``): built with those of ``x_dim`` and ``image_shape`` their
+# constructor names.
+LIKELIHOODS: Registry = Registry("likelihood", group="pyro_vae.likelihoods")
+LIKELIHOODS.register("bernoulli", Bernoulli, "Bernoulli (logits), 0/1 data (default)")
+LIKELIHOODS.register(
+    "cbernoulli", ContinuousBernoulli, "ContinuousBernoulli, grey levels in [0, 1]"
+)
+LIKELIHOODS.register("normal", Normal, "Gaussian with one learned scale")
+LIKELIHOODS.register("normal-pixel", NormalPixelScale, "Gaussian with a predicted scale per pixel")
+LIKELIHOODS.register("laplace", Laplace, "Laplace with a learned scale")
+LIKELIHOODS.register("logistic256", DiscretizedLogistic, "discretized logistic over 256 levels")
 
 __all__ = [
     "LIKELIHOODS",

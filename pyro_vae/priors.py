@@ -3,19 +3,21 @@
 A prior is anything that, called with no arguments, returns a distribution with
 ``event_shape == (z_dim,)`` and empty batch shape. Project priors are ``nn.Module`` s so
 they follow the model across devices and, when they have parameters, are learned with it.
-Add a prior by writing one such class and, for configs and the CLI, one entry in ``PRIORS``.
+Add a prior by writing one such class and, for configs and the CLI, one ``PRIORS.register``
+line (or name it by import path: ``--prior mypkg.priors:MyPrior``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
 from torch import nn
 from torch.distributions import Distribution, constraints
+
+from .registry import Registry
 
 PriorLike = nn.Module | Distribution | Callable[[], Distribution]
 
@@ -231,23 +233,14 @@ def as_prior(prior: PriorLike | None, z_dim: int) -> nn.Module | Callable[[], Di
     return prior
 
 
-@dataclass(frozen=True)
-class PriorArgs:
-    """What a prior factory may draw on: sizes, its component count, and the guide."""
-
-    z_dim: int
-    x_dim: int
-    components: int
-    guide: nn.Module
-
-
-# Priors by name for configs and the CLI: each factory takes PriorArgs.
-PRIORS: dict[str, Callable[[PriorArgs], nn.Module]] = {
-    "standard-normal": lambda a: StandardNormal(a.z_dim),
-    "normal": lambda a: LearnedNormal(a.z_dim),
-    "mog": lambda a: MixtureOfGaussians(a.z_dim, a.components),
-    "vampprior": lambda a: VampPrior(a.guide, a.x_dim, a.components),
-    "laplace": lambda a: Laplace(a.z_dim),
-    "student-t": lambda a: StudentT(a.z_dim),
-    "flat": lambda a: Flat(a.z_dim),
-}
+# Priors by name for configs and the CLI. A factory is called with those of ``z_dim``,
+# ``x_dim``, ``components`` and ``guide`` its signature names (see registry.construct), and so
+# is a user's class named by import path (``--prior mypkg.priors:MoG``).
+PRIORS: Registry = Registry("prior", group="pyro_vae.priors")
+PRIORS.register("standard-normal", StandardNormal, "N(0, I) (default)")
+PRIORS.register("normal", LearnedNormal, "N(m, diag s^2), m and s learned")
+PRIORS.register("mog", MixtureOfGaussians, "mixture of K learned Gaussians (K: prior_components)")
+PRIORS.register("vampprior", VampPrior, "the guide's posteriors at K learned pseudo-inputs")
+PRIORS.register("laplace", Laplace, "Laplace, unit variance")
+PRIORS.register("student-t", StudentT, "Student-t, 5 degrees of freedom")
+PRIORS.register("flat", Flat, "improper, log p(z) = 0 (with --guide delta: an autoencoder)")

@@ -10,78 +10,23 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import pyro
 import torch
 from pyro.distributions import Delta, ImproperUniform
-from pyro.infer import (
-    ELBO,
-    JitTrace_ELBO,
-    JitTraceMeanField_ELBO,
-    RenyiELBO,
-    Trace_ELBO,
-    TraceEnum_ELBO,
-    TraceMeanField_ELBO,
-)
+from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import evaluate
 from .checkpoint import load_modules
-from .config import TrainConfig, choose
+from .config import TrainConfig
 from .data import TrainingData, batches, num_batches, num_data
 from .evaluate import Data, as_args
-from .objectives import ScaleLatents, kl_weight
+from .objectives import PARAM_STORE_ELBOS, ScaleLatents, differentiable, kl_weight, make_elbo
 from .runtime import module_local_params, rng_state, set_rng_state
-
-
-class CachedJitTraceMeanField_ELBO(JitTraceMeanField_ELBO):
-    """``JitTraceMeanField_ELBO`` that compiles once.
-
-    Pyro 1.9.2's ``differentiable_loss`` checks for ``_loss_and_surrogate_loss`` but stores the
-    compiled function as ``_differentiable_loss``, so it re-traces on every step (about 4x
-    slower than not compiling at all). Setting the attribute it checks makes it reuse the
-    compiled function.
-    """
-
-    def differentiable_loss(self, model, guide, *args, **kwargs):  # type: ignore[no-untyped-def]
-        loss = super().differentiable_loss(model, guide, *args, **kwargs)
-        self._loss_and_surrogate_loss = self._differentiable_loss
-        return loss
-
-
-def _particles(k: int) -> dict[str, Any]:
-    return {"num_particles": k, "vectorize_particles": k > 1, "max_plate_nesting": 1}
-
-
-# Objectives by name; each factory takes the number of particles k.
-ELBOS: dict[str, Callable[[int], ELBO]] = {
-    "trace": lambda k: Trace_ELBO(**_particles(k)),
-    "meanfield": lambda k: TraceMeanField_ELBO(**_particles(k)),
-    "jit-trace": lambda k: JitTrace_ELBO(**_particles(k), ignore_jit_warnings=True),
-    "jit-meanfield": lambda k: CachedJitTraceMeanField_ELBO(
-        **_particles(k), ignore_jit_warnings=True
-    ),
-    # IWAE (Burda et al. 2015): the k-sample importance-weighted bound, Renyi alpha = 0
-    "iwae": lambda k: RenyiELBO(alpha=0, **_particles(k)),
-    # sums out the discrete latents marked for enumeration (M2's class y) exactly
-    "enum": lambda k: TraceEnum_ELBO(**_particles(k)),
-}
-# A labelled batch of M2 has nothing to enumerate; TraceEnum_ELBO warns about that each time.
-warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
-# Pyro 1.9.2's Jit ELBOs trace parameters out of the global param store, so they cannot run
-# with module-local parameters (KeyError on the first step); they get a private store instead.
-PARAM_STORE_ELBOS = (JitTrace_ELBO, JitTraceMeanField_ELBO)
-
-
-def make_elbo(name: str = "trace", num_particles: int = 1) -> ELBO:
-    """An objective by name (one of ``ELBOS``), with ``num_particles`` vectorized particles."""
-    if num_particles < 1:
-        raise ValueError(f"--particles must be at least 1; got {num_particles}")
-    return choose(ELBOS, name, "ELBO")(num_particles)
 
 
 class Hook(Protocol):
@@ -108,7 +53,7 @@ class Trainer:
         check_pair(model, guide, self.elbo, config.elbo)
         self.loss = self.elbo(model, guide)
         self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
-        self._differentiable = not isinstance(self.elbo, RenyiELBO)
+        self._differentiable = differentiable(self.elbo)
         self.optimizer = torch.optim.Adam(
             self.loss.parameters(),
             lr=config.lr,

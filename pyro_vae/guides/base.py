@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyro
+import torch
 from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -16,7 +17,7 @@ class AmortizedGuide(PyroModule):
     """q(z | x) at site "z" inside ``pyro.plate("data")``, from an encoder network: an MLP
     ``x_dim -> hidden... -> width`` unless ``encoder`` is given, ``width`` defaulting to the
     subclass's ``encoder_width(z_dim)``. Subclasses define ``posterior(x)`` and the static
-    ``encoder_width``.
+    ``encoder_width``; ``point(x)`` is the posterior mean.
 
     Args:
         x_dim: size of one flattened datum.
@@ -53,3 +54,9 @@ class AmortizedGuide(PyroModule):
 
     def posterior(self, x: Tensor) -> Distribution:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def point(self, x: Tensor) -> Tensor:
+        """The point summary of q(z | x): its mean (subclasses without a closed-form mean say
+        what they return instead)."""
+        return self.posterior(x).mean

@@ -52,6 +52,11 @@ class ConditionalNormalGuide(NormalGuide):
     def posterior(self, x: Tensor, y: Tensor) -> Distribution:  # type: ignore[override]
         return super().posterior(x, y)
 
+    @torch.no_grad()
+    def point(self, x: Tensor, y: Tensor) -> Tensor:  # type: ignore[override]
+        """The mean of q(z | x, y)."""
+        return self.posterior(x, y).mean
+
 
 class M2Guide(ConditionalNormalGuide):
     """The guide of the M2 model (Kingma et al. 2014)::
@@ -94,3 +99,12 @@ class M2Guide(ConditionalNormalGuide):
     def classify(self, x: Tensor) -> Tensor:
         """q(y | x) as probabilities, shape (batch, num_classes)."""
         return self.classifier(x).softmax(-1)
+
+    @torch.no_grad()
+    def point(self, x: Tensor, y: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        """The mean of q(z | x, y), at the most probable class of q(y | x) where y is not
+        given."""
+        if y is None:
+            probs = self.classify(x)
+            y = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(x.dtype)
+        return self.posterior(x, y).mean

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyro.distributions as dist
+import torch
 import torch.nn.functional as F
 from pyro.distributions.transforms import conditional_affine_autoregressive
 from torch import Tensor, nn
@@ -51,3 +52,13 @@ class IAFGuide(AmortizedGuide):
         loc, raw, context = self.encoder(x).split([self.z_dim, self.z_dim, self.context_dim], -1)
         base = dist.Normal(loc, F.softplus(raw) + MIN_SCALE).to_event(1)
         return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows])
+
+    @torch.no_grad()
+    def point(self, x: Tensor) -> Tensor:
+        """The flows applied to the base Normal's mean, f_K o ... o f_1(mu(x)): the image of
+        the base distribution's centre (the flow's mean has no closed form)."""
+        q = self.posterior(x)
+        z = q.base_dist.mean
+        for transform in q.transforms:
+            z = transform(z)
+        return z

@@ -2,6 +2,7 @@
 
 from .classifier import Classifier, NoLatents
 from .conditional import CVAEModel, M2Model
+from .hierarchical import HierarchicalModel
 from .vae import VAEModel
 
-__all__ = ["CVAEModel", "Classifier", "M2Model", "NoLatents", "VAEModel"]
+__all__ = ["CVAEModel", "Classifier", "HierarchicalModel", "M2Model", "NoLatents", "VAEModel"]

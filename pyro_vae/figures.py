@@ -1,0 +1,16 @@
+"""The figures of a run folder: the learning curves, then the ones the model kind chooses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import plots
+
+
+def write_figures(run: Any, out: Path) -> list[Path]:
+    """curves.png (when trained here) and the kind's figures (reconstructions, samples, ...)."""
+    files = []
+    if run.trainer.history:
+        files.append(plots.save_curves(out / "curves.png", run.trainer.history))
+    return files + run.kind.figures(run, out)

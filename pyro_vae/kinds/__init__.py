@@ -1,0 +1,22 @@
+"""Model kinds: each module declares one kind (build, data view, hooks, numbers, figures).
+
+Adding a kind is one module here with a ``@register``-ed :class:`ModelKind` subclass, its
+tests and one README line; a kind outside this package is named by import path
+(``--model mypkg.kinds:MyKind``) or through the ``pyro_vae.kinds`` entry point group.
+"""
+
+from . import cvae, hvae, m2, vae
+from .base import KINDS, ModelKind, active_units, build, kind_of, register
+
+__all__ = [
+    "KINDS",
+    "ModelKind",
+    "active_units",
+    "build",
+    "cvae",
+    "hvae",
+    "kind_of",
+    "m2",
+    "register",
+    "vae",
+]

@@ -1,0 +1,217 @@
+"""What a model kind declares, and the registry of kinds.
+
+A kind (``--model vae``, ``cvae``, ``m2``, ``hvae``, or a user's class by import path) is one
+module holding one :class:`ModelKind` subclass: how its model and guide are built from the
+config, which view of the data it trains and is evaluated on, whether it needs labels, the
+hooks and numbers it adds, its figures, its point summary (``pyro-vae encode``) and its
+summary line. Nothing outside a kind branches on a kind's name.
+
+Kinds take the run duck-typed (``run.model``, ``run.guide``, ``run.data``, ``run.model_config``,
+``run.train_config``, ``run.test_data``): they sit among the pieces and import no layer above.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .. import data, evaluate, likelihoods, plots, predictive
+from ..evaluate import Data
+from ..guides import GUIDES
+from ..nets import ACTIVATIONS, NETS, ConvDecoder, ConvEncoder
+from ..priors import PRIORS
+from ..registry import Registry, construct
+from ..runtime import module_local_params
+
+# Model kinds by name; a kind registers itself with ``@register`` where it is defined.
+KINDS: Registry = Registry("model kind", group="pyro_vae.kinds")
+
+# posterior-mean variance above which a latent unit counts as active (Burda et al. 2015)
+ACTIVE = 0.01
+
+
+def register(cls: type[ModelKind]) -> type[ModelKind]:
+    """Class decorator: add one instance of the kind to ``KINDS`` under ``cls.name``."""
+    KINDS.register(cls.name, cls(), help=cls.help)
+    return cls
+
+
+def kind_of(name: str) -> ModelKind:
+    """The kind named ``name`` (an instance; a class named by import path is instantiated)."""
+    found = KINDS.choose(name)
+    return found() if isinstance(found, type) else found
+
+
+def build(config: Any) -> tuple[nn.Module, nn.Module]:
+    """A fresh (model, guide) pair of the kind ``config.model`` names, from a
+    :class:`~pyro_vae.config.ModelConfig`."""
+    return kind_of(config.model).build(config)
+
+
+class ModelKind:
+    """The default kind is the one-latent VAE on unlabelled data; subclasses override what
+    differs. ``config`` is a :class:`~pyro_vae.config.ModelConfig`."""
+
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = False
+    guides: ClassVar[Registry] = GUIDES  # the guide names this kind accepts
+    default_guide: ClassVar[str] = "normal"
+    conditioned_on: ClassVar[str] = ""  # e.g. " | y": what the log-likelihood is conditional on
+
+    # -- configuration --------------------------------------------------------------------
+    def check(self, config: Any) -> None:
+        """Refuse settings this kind cannot build, with the fix (called by ModelConfig)."""
+        self.guides.check(config.guide)
+        PRIORS.check(config.prior)
+        likelihoods.LIKELIHOODS.check(config.likelihood)
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {config.activation!r}; choose one of {sorted(ACTIVATIONS)}"
+            )
+        if config.net not in NETS:
+            raise ValueError(f"unknown net {config.net!r}; choose one of {list(NETS)}")
+
+    def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    def likelihood(self, config: Any) -> nn.Module:
+        return construct(
+            likelihoods.LIKELIHOODS.choose(config.likelihood),
+            x_dim=config.x_dim,
+            image_shape=config.image_shape,
+        )
+
+    def prior(self, config: Any, z_dim: int, guide: nn.Module | None) -> nn.Module:
+        return construct(
+            PRIORS.choose(config.prior),
+            z_dim=z_dim,
+            x_dim=config.x_dim,
+            components=config.prior_components,
+            guide=guide,
+        )
+
+    def conv_nets(
+        self, config: Any, encoder_width: int, params_per_pixel: int
+    ) -> tuple[nn.Module | None, nn.Module | None]:
+        """(encoder, decoder) for ``net="conv"``; (None, None) for the MLP."""
+        if config.net != "conv":
+            return None, None
+        if config.image_shape is None:
+            raise ValueError("--net conv needs the data's image_shape (set by the run)")
+        width = config.hidden[0] if config.hidden else 256
+        encoder = ConvEncoder(config.image_shape, encoder_width, width, config.activation)
+        decoder = ConvDecoder(
+            config.z_dim, config.image_shape, params_per_pixel, width, config.activation
+        )
+        return encoder, decoder
+
+    def warnings(self, model_config: Any, train_config: Any) -> list[str]:
+        """Lines to print before training (settings that work but are probably not meant)."""
+        return []
+
+    # -- data -----------------------------------------------------------------------------
+    def num_classes(self, config: Any, dataset: data.Dataset) -> int:
+        if not self.needs_labels:
+            return config.num_classes
+        if dataset.train_labels is None or dataset.test_labels is None:
+            raise ValueError(
+                f"--model {self.name} needs labelled data and {dataset.name} has no labels: "
+                "use --dataset mnist or fashion-mnist"
+            )
+        return int(max(dataset.train_labels.max(), dataset.test_labels.max())) + 1
+
+    def views(
+        self, dataset: data.Dataset, train_config: Any, num_classes: int
+    ) -> tuple[data.TrainingData, Data]:
+        """(what the trainer iterates over, what model and guide are scored on)."""
+        return dataset.train, dataset.test
+
+    # -- training and results -------------------------------------------------------------
+    def hooks(self, run: Any) -> list[Any]:
+        """Training hooks the kind adds (run before the run folder writes each epoch's row)."""
+        return []
+
+    def results(self, run: Any, test: Data) -> dict[str, Any]:
+        """Numbers the kind adds to evaluation.json (``test``: the scored data)."""
+        codes = self.encode(run, test)
+        return {"active_units": {site: active_units(z) for site, z in codes.items()}}
+
+    def summary(self, result: dict[str, Any]) -> str:
+        """Text the kind appends to the one-line summary."""
+        units = result.get("active_units")
+        if not units:
+            return ""
+        return ", active units " + ", ".join(f"{site} {n}" for site, n in units.items())
+
+    # -- what a trained run shows ---------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+        """The guide's point summary of every latent site, per datum (``pyro-vae encode``)."""
+        x = evaluate.as_args(test)[0]
+        with _local(run):
+            return {"z": torch.cat([run.guide.point(xb) for xb in x.split(1000)])}
+
+    def figures(self, run: Any, out: Path) -> list[Path]:
+        """The kind's figures in the run folder: reconstructions and prior samples."""
+        x = test_examples(run)
+        with _local(run):
+            recon = predictive.reconstruct(run.model, run.guide, x)
+        files = [
+            plots.save_grid(
+                out / "reconstructions.png",
+                torch.cat([x, recon]),
+                run.data.image_shape,
+                ncol=len(x),
+                title="test data (top) and reconstructions E[x|z], z = mean of q(z|x) (bottom)",
+            )
+        ]
+        files += self.samples(run, out / "prior_samples.png")
+        return files
+
+    def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
+        """E[x | z] for ``n`` prior draws z ~ p(z) as a grid (``pyro-vae sample``)."""
+        torch.manual_seed(seed)
+        try:
+            draws = predictive.prior_predictive(run.model, n)
+        except NotImplementedError:  # an improper prior (priors.Flat) cannot be sampled
+            print(f"no {path.name}: the prior cannot be sampled", file=sys.stderr)
+            return []
+        ncol = _columns(n)
+        return [
+            plots.save_grid(path, draws["mean"], run.data.image_shape, ncol, "E[x|z], z ~ p(z)")
+        ]
+
+
+def active_units(codes: Tensor, threshold: float = ACTIVE) -> int:
+    """Units whose posterior mean varies over the data, Cov_x(E_q[z_i | x]) > threshold
+    (Burda et al. 2015)."""
+    if codes.shape[0] < 2:
+        return 0
+    return int((codes.float().var(0) > threshold).sum())
+
+
+def test_examples(run: Any, n: int = 10) -> Tensor:
+    """``n`` test data chosen with a fixed seed (the same in every figure of a run)."""
+    return run.data.test[test_indices(run, n)]
+
+
+def test_indices(run: Any, n: int = 10) -> Tensor:
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(run.data.test.shape[0], generator=gen)[:n]
+    return idx.to(run.data.test.device)
+
+
+def _columns(n: int) -> int:
+    return max(1, min(10, round(n**0.5))) if n < 100 else 10
+
+
+def _local(run: Any) -> Any:
+    return module_local_params(run.model, run.guide)
+
+
+__all__ = ["KINDS", "ModelKind", "active_units", "build", "kind_of", "register"]

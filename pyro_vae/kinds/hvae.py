@@ -1,0 +1,144 @@
+"""``--model hvae``: a VAE with two stochastic layers, bottom-up or ladder inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from pyro.infer import Predictive
+from torch import Tensor, nn
+
+from .. import evaluate, plots
+from ..evaluate import Data
+from ..guides import BottomUpGuide, LadderGuide
+from ..models import HierarchicalModel
+from ..registry import Registry
+from .base import ModelKind, _columns, _local, register, test_examples
+
+HIERARCHICAL_GUIDES: Registry = Registry("guide of the hierarchical VAE")
+HIERARCHICAL_GUIDES.register(
+    "bottom-up", BottomUpGuide, "q(z1|x) q(z2|z1), Burda et al. 2015 (default)"
+)
+HIERARCHICAL_GUIDES.register(
+    "ladder", LadderGuide, "top-down q(z2|x) q(z1|z2,x), precision-weighted (Sønderby et al. 2016)"
+)
+
+
+@register
+class HierarchicalVAE(ModelKind):
+    """z2 ~ p(z2), z1 ~ p(z1 | z2), x ~ p(x | z1) (:class:`~pyro_vae.models.HierarchicalModel`)
+    with a bottom-up or a ladder guide. ``z_dim`` is the top layer's size (the prior's),
+    ``z1_dim`` the lower one's; ``hidden`` sizes the x <-> z1 networks and ``top_hidden`` the
+    z1 <-> z2 ones (Burda et al.: ``--hidden 200 200 --z1-dim 100 --top-hidden 100 100
+    --z-dim 50``)."""
+
+    name = "hvae"
+    help = "two stochastic layers: z2 ~ p(z2), z1 ~ p(z1|z2), x ~ p(x|z1); --guide bottom-up|ladder"
+    guides = HIERARCHICAL_GUIDES
+    default_guide = "bottom-up"
+
+    def check(self, config: Any) -> None:
+        super().check(config)
+        if config.net != "mlp" or config.prior == "vampprior":
+            raise ValueError(
+                f"--model hvae has its own MLP networks and a top prior that does not read the "
+                f"guide: drop --net {config.net} / --prior {config.prior} (use --net mlp and a "
+                "prior other than vampprior)"
+            )
+
+    def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
+        model = HierarchicalModel(
+            config.x_dim,
+            config.z1_dim,
+            config.z_dim,
+            config.hidden,
+            config.top_hidden,
+            prior=self.prior(config, config.z_dim, None),
+            likelihood=self.likelihood(config),
+            activation=config.activation,
+        )
+        sizes = (config.z1_dim, config.z_dim, config.hidden, config.top_hidden, config.activation)
+        if config.guide == "ladder":
+            guide = LadderGuide(config.x_dim, model.top_down, *sizes)
+        else:
+            guide = self.guides.choose(config.guide)(config.x_dim, *sizes)
+        return model, guide
+
+    @torch.no_grad()
+    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+        """Both layers' point summaries (see the guides' ``point``)."""
+        x = evaluate.as_args(test)[0]
+        with _local(run):
+            parts = [run.guide.point(xb) for xb in x.split(1000)]
+        return {site: torch.cat([p[site] for p in parts]) for site in ("z1", "z2")}
+
+    def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
+        """E[x | z1] for ``n`` draws z2 ~ p(z2), z1 ~ p(z1 | z2)."""
+        torch.manual_seed(seed)
+        try:
+            with _local(run), torch.no_grad():
+                z1 = Predictive(run.model, num_samples=1, return_sites=["z1"])(batch_size=n)
+                mean = run.model.decode(z1["z1"][0]).mean
+        except NotImplementedError:
+            return []
+        title = "E[x|z1], z1 ~ p(z1|z2), z2 ~ p(z2)"
+        return [plots.save_grid(path, mean, run.data.image_shape, _columns(n), title)]
+
+    def figures(self, run: Any, out: Path) -> list[Path]:
+        """Reconstructions, prior samples, and what each layer controls."""
+        x = test_examples(run)
+        with _local(run), torch.no_grad():
+            recon = run.model.decode(run.guide.point(x)["z1"]).mean
+        files = [
+            plots.save_grid(
+                out / "reconstructions.png",
+                torch.cat([x, recon]),
+                run.data.image_shape,
+                ncol=len(x),
+                title="test data (top) and reconstructions E[x|z1] at the guide's point (bottom)",
+            ),
+            *self.samples(run, out / "prior_samples.png"),
+        ]
+        return files + self.layer_figures(run, out)
+
+    @torch.no_grad()
+    def layer_figures(self, run: Any, out: Path, rows: int = 8, cols: int = 10) -> list[Path]:
+        """Two grids of E[x | z1] with z1 = mu(z2) + sigma(z2) * eps: rows keep z2 and columns
+        draw new eps (what z1 adds under a fixed z2), and rows keep eps while columns draw new
+        z2 (what the top layer changes)."""
+        model, shape = run.model, run.data.image_shape
+        gen = torch.Generator().manual_seed(0)
+        device = next(model.parameters()).device
+
+        def grid(z2: Tensor, eps: Tensor) -> Tensor:  # z2 (r, z2_dim), eps (c, z1_dim) per cell
+            loc, scale = model.top_down.params(z2)
+            return model.decode(loc + scale * eps).mean
+
+        with _local(run):
+            prior = model.prior()
+            try:
+                z2 = prior.sample((rows,)).to(device)
+                z2_cols = prior.sample((cols,)).to(device)
+            except NotImplementedError:
+                return []
+            eps = torch.randn(cols, model.z1_dim, generator=gen).to(device)
+            eps_rows = torch.randn(rows, model.z1_dim, generator=gen).to(device)
+            z1_varies = grid(z2.repeat_interleave(cols, 0), eps.repeat(rows, 1))
+            z2_varies = grid(z2_cols.repeat(rows, 1), eps_rows.repeat_interleave(cols, 0))
+        return [
+            plots.save_grid(
+                out / "layers_z1_varies.png",
+                z1_varies,
+                shape,
+                ncol=cols,
+                title="each row: one z2 ~ p(z2) kept; columns: new z1 ~ p(z1|z2)",
+            ),
+            plots.save_grid(
+                out / "layers_z2_varies.png",
+                z2_varies,
+                shape,
+                ncol=cols,
+                title="each row: z1's noise kept; columns: new z2 ~ p(z2)",
+            ),
+        ]

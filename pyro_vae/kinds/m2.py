@@ -1,0 +1,102 @@
+"""``--model m2``: the semi-supervised M2 of Kingma et al. (2014)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import data, evaluate
+from ..evaluate import Data
+from ..guides import M2Guide
+from ..models import M2Model
+from ..registry import Registry
+from .base import _local, active_units, register
+from .cvae import CVAE
+
+M2_GUIDES: Registry = Registry("guide of M2")
+M2_GUIDES.register("normal", M2Guide, "q(y | x) q(z | x, y), y enumerated")
+
+
+class TestAccuracy:
+    """Training hook: adds ``test_accuracy`` of the guide's classifier q(y|x) to each row."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        row["test_accuracy"] = evaluate.accuracy(
+            self.run.guide, self.run.data.test, self.run.data.test_labels
+        )
+
+
+@register
+class M2(CVAE):
+    """y ~ Cat(1/K), z ~ p(z), x ~ p(x | z, y); guide q(y | x) q(z | x, y); trained on a
+    semi-supervised set (``--labels N`` kept), scored on unlabelled test data (log p(x))."""
+
+    name = "m2"
+    help = "semi-supervised M2: y observed where labelled (--labels N), enumerated elsewhere"
+    guides = M2_GUIDES
+    conditioned_on = ""
+    model_cls = M2Model
+
+    def model_extras(self, config: Any, guide: nn.Module) -> dict[str, Any]:
+        return {"classifier": guide.classifier, "aux_weight": config.aux_weight}
+
+    def warnings(self, model_config: Any, train_config: Any) -> list[str]:
+        if train_config.elbo == "enum":
+            return []
+        return [
+            f"warning: --model m2 with --elbo {train_config.elbo} samples the class y of "
+            "unlabelled digits (a high-variance score-function gradient); --elbo enum sums it "
+            "out exactly"
+        ]
+
+    def views(
+        self, dataset: data.Dataset, train_config: Any, num_classes: int
+    ) -> tuple[data.TrainingData, Data]:
+        if train_config.labels is None:
+            raise ValueError(
+                "--model m2 needs --labels N: how many training labels to keep (balanced over "
+                "the classes; 0 trains without labels)"
+            )
+        keep = torch.zeros(dataset.train.shape[0], dtype=torch.bool, device=dataset.train.device)
+        if train_config.labels:
+            keep[
+                data.balanced_subset(dataset.train_labels, train_config.labels, train_config.seed)
+            ] = True
+        train = data.SemiSupervised(
+            dataset.train[keep],
+            data.one_hot(dataset.train_labels[keep], num_classes),
+            dataset.train[~keep],
+            repeats=train_config.labelled_repeats,
+        )
+        return train, dataset.test
+
+    def hooks(self, run: Any) -> list[Any]:
+        return [TestAccuracy(run)]
+
+    def results(self, run: Any, test: Data) -> dict[str, Any]:
+        x = evaluate.as_args(test)[0]
+        labels = run.data.test_labels[: x.shape[0]]
+        return {
+            "active_units": {"z": active_units(self.encode(run, test)["z"])},
+            "accuracy": evaluate.accuracy(run.guide, x, labels),
+        }
+
+    def summary(self, result: dict[str, Any]) -> str:
+        line = super().summary(result)
+        if "accuracy" in result:
+            line += f", accuracy of q(y|x) {result['accuracy']:.4f}"
+        return line
+
+    @torch.no_grad()
+    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+        """z at the most probable class, and q(y | x)'s probabilities."""
+        x = evaluate.as_args(test)[0]
+        with _local(run):
+            z = torch.cat([run.guide.point(xb) for xb in x.split(1000)])
+            probs = torch.cat([run.guide.classify(xb) for xb in x.split(1000)])
+        return {"z": z, "y_probs": probs}

@@ -1,0 +1,47 @@
+"""``--model vae``: the VAE of Kingma & Welling (2014), one latent layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..models import VAEModel
+from ..registry import construct
+from .base import ModelKind, register
+
+
+@register
+class VAE(ModelKind):
+    """z ~ p(z), x ~ p(x | z); guide q(z | x) (any of ``--guide``), unlabelled data."""
+
+    name = "vae"
+    help = "the VAE: z ~ p(z), x ~ p(x|z), guide q(z|x) (default)"
+
+    def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
+        likelihood = self.likelihood(config)
+        guide_cls = self.guides.choose(config.guide)
+        width = getattr(guide_cls, "encoder_width", None)
+        encoder, decoder = self.conv_nets(
+            config,
+            width(config.z_dim) if width else 2 * config.z_dim,
+            getattr(likelihood, "params_per_pixel", 1),
+        )
+        guide = construct(
+            guide_cls,
+            x_dim=config.x_dim,
+            z_dim=config.z_dim,
+            hidden=config.hidden,
+            activation=config.activation,
+            encoder=encoder,
+        )
+        model = VAEModel(
+            config.x_dim,
+            config.z_dim,
+            config.hidden,
+            prior=self.prior(config, config.z_dim, guide),  # the guide first: a VampPrior reads it
+            likelihood=likelihood,
+            activation=config.activation,
+            decoder=decoder,
+        )
+        return model, guide

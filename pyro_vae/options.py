@@ -1,0 +1,92 @@
+"""Command-line options derived from the config dataclasses.
+
+Each field of :class:`~pyro_vae.config.ModelConfig` and :class:`~pyro_vae.config.TrainConfig`
+becomes an option (``--field-name``, or the field's ``flag``) with its type, default and help
+from the field itself, so a new config field appears in ``pyro-vae train --help`` without
+editing the CLI. Values are checked by the configs, so the CLI and the Python API refuse the
+same values with the same message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from dataclasses import MISSING, Field, fields
+from typing import Any
+
+from .config import ModelConfig, TrainConfig
+
+CONFIGS = (ModelConfig, TrainConfig)
+GROUPS = {"data": "data", "model": "model", None: "training"}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps a script's docstring as written and shows every option's default."""
+
+
+def _kwargs(f: Field, hint: Any) -> dict[str, Any]:
+    """argparse keywords for one field from its type hint."""
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    kw: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "")}
+    if typing.get_origin(hint) is tuple:
+        kw["type"] = args[0]
+        kw["nargs"] = "*" if len(args) == 2 and args[1] is Ellipsis else len(args)
+    elif hint is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    else:
+        kw["type"] = hint
+    for key in ("metavar", "choices"):
+        if key in f.metadata:
+            kw[key] = f.metadata[key]
+    return kw
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per command-line field of the configs, grouped (data, model, training)."""
+    groups: dict[str, Any] = {}
+    for cls in CONFIGS:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if not f.metadata.get("cli", True):
+                continue
+            name = GROUPS[f.metadata.get("group")]
+            group = groups.get(name) or groups.setdefault(name, parser.add_argument_group(name))
+            default = f.default if f.default is not MISSING else None
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            kw = _kwargs(f, hints[f.name])
+            kw["default"] = list(default) if isinstance(default, tuple) else default
+            group.add_argument(flag, **kw)
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The configs the parsed options describe (checked by the configs themselves)."""
+    values = vars(args)
+
+    def make(cls: type) -> Any:
+        kw = {}
+        for f in fields(cls):
+            if f.name in values:
+                value = values[f.name]
+                kw[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**kw)
+
+    return make(ModelConfig), make(TrainConfig)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("output")
+    g.add_argument("--out", default=None, help="output folder (default runs/DATASET-TIME)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> None:
+    """The options of a training run (``pyro-vae train`` and the experiment scripts)."""
+    add_config_arguments(parser)
+    add_output_arguments(parser)
+    parser.set_defaults(**defaults)

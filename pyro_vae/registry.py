@@ -1,0 +1,121 @@
+"""Registries: pieces by name, for configs, the CLI and checkpoints.
+
+Each registry lives next to what it registers (priors in ``priors.py``, guides in
+``guides/``, ...). A name is either a registered one (``"mog"``), a user's class or factory by
+import path (``"mypkg.priors:MoG"``), or one that an installed package adds through the entry
+point group ``pyro_vae.<registry>``. Whatever the name, a run records it in its checkpoint, so
+``evaluate``/``sample`` in a new process rebuild the same piece (the user's module must be
+importable there).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named factories of one kind of piece, with one error for every unknown name.
+
+    Args:
+        what: the piece in words, for messages ("prior", "guide", ...).
+        group: the entry point group packages extend it through (``pyro_vae.priors``).
+    """
+
+    def __init__(self, what: str, group: str | None = None) -> None:
+        self.what, self.group = what, group
+        self._items: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+
+    def register(self, name: str, item: T | None = None, help: str = "") -> Any:
+        """``registry.register("name", factory)``, or as a decorator
+        ``@registry.register("name")``."""
+
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.what} {name!r} is already registered")
+            self._items[name] = obj
+            self._help[name] = help or _first_line(obj)
+            return obj
+
+        return add if item is None else add(item)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def help(self, name: str) -> str:
+        return self._help.get(name, "")
+
+    def choose(self, name: str) -> T:
+        """The piece registered as ``name``, or imported from ``"module:attr"``, or from an
+        installed entry point; else a one-line error naming the choices."""
+        if name in self._items:
+            return self._items[name]
+        if ":" in name:
+            return _import(name, self.what)
+        found = self._entry_point(name)
+        if found is not None:
+            return found
+        raise ValueError(
+            f"unknown {self.what} {name!r}; choose one of {sorted(self._items)}, or name your "
+            f"own as 'package.module:Class'"
+        )
+
+    def check(self, name: str) -> str:
+        """``name`` if :meth:`choose` finds it (the error otherwise): for config validation."""
+        self.choose(name)
+        return name
+
+    def _entry_point(self, name: str) -> T | None:
+        if self.group is None:
+            return None
+        for ep in metadata.entry_points(group=self.group):
+            if ep.name == name:
+                return ep.load()
+        return None
+
+
+def _import(path: str, what: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(
+            f"cannot import {what} {path!r} ({type(e).__name__}: {e}); the module must be "
+            "importable here (on PYTHONPATH or installed), as 'package.module:Class'"
+        ) from None
+    if not callable(obj):
+        raise ValueError(f"{what} {path!r} is not a class or function")
+    return obj
+
+
+def construct(factory: Callable[..., T], **available: Any) -> T:
+    """Call ``factory`` with those of ``available`` its signature names: how a registered class or a user's class by import path gets built
+    from the same values, e.g. ``construct(MixtureOfGaussians, z_dim=50, components=10,
+    x_dim=784, guide=guide)``."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return factory()
+    return factory(**{k: v for k, v in available.items() if k in params})
+
+
+def _first_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""

@@ -1,0 +1,131 @@
+"""The run folder: checkpoint payload, metrics.csv, evaluation.json and the console lines.
+
+``checkpoint.pt`` holds the configs (so the run is rebuilt from the file alone, a user's
+pieces by their import paths), the data's name and shape and the trainer's state; it is
+rewritten atomically after every epoch by the :class:`RunFolder` hook.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from . import checkpoint
+from .config import to_dict
+from .kinds import kind_of
+
+
+class RunFolder:
+    """Training hook: after each epoch, rewrite metrics.csv and the checkpoint atomically."""
+
+    def __init__(self, run: Any, out: Path) -> None:
+        self.run, self.out = run, out
+
+    def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        write_metrics(self.out / "metrics.csv", trainer.history)
+        save_checkpoint(self.run, self.out / "checkpoint.pt")
+        extra = "".join(
+            f", {key.replace('_', ' ')} {value:.4f}"
+            for key, value in row.items()
+            if key not in BASE_COLUMNS
+        )
+        print(
+            f"epoch {row['epoch']}/{self.run.train_config.epochs}: train ELBO "
+            f"{row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f} nats{extra} "
+            f"({row['seconds']:.1f} s)",
+            file=sys.stderr,
+        )
+
+
+BASE_COLUMNS = {
+    "epoch",
+    "step",
+    "train_elbo",
+    "test_elbo",
+    "test_reconstruction",
+    "test_kl",
+    "beta",
+    "seconds",
+}
+
+
+def save_checkpoint(run: Any, path: Path) -> Path:
+    return checkpoint.save(
+        path,
+        {
+            "model_config": to_dict(run.model_config),
+            "train_config": to_dict(run.train_config),
+            "data": {
+                "name": run.data.name,
+                "image_shape": list(run.data.image_shape),
+                "binarize": run.binarize,
+                "source": run.data.source,
+            },
+            "trainer": run.trainer.state_dict(),
+        },
+    )
+
+
+def write_metrics(path: Path, history: Sequence[dict[str, float]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, numbers: dict[str, Any]) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(numbers, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def describe(run: Any) -> dict[str, Any]:
+    """What a result was measured on: data, binarization, epochs, config, device, versions."""
+    return {
+        "dataset": run.data.name,
+        "data_source": run.data.source,
+        "binarization": run.binarize,
+        "epochs": run.trainer.epoch,
+        "model_config": to_dict(run.model_config),
+        "device": str(run.trainer.device),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+        },
+    }
+
+
+def format_summary(result: dict[str, Any], kind: Any = None) -> str:
+    """One line: the test ELBO, log p(x) with its standard error and k, and the kind's own."""
+    if kind is None:
+        kind = _kind_from(result)
+    line = (
+        f"{result['dataset']} test ({result['n_data']} data, {result['binarization']} "
+        f"binarization, {result['epochs']} epochs): ELBO {result['elbo']:.2f} nats"
+    )
+    if "log_likelihood" in result:
+        given = kind.conditioned_on if kind is not None else ""
+        line += (
+            f", log p(x{given}) {result['log_likelihood']:.2f} ± "
+            f"{result['log_likelihood_stderr']:.2f} nats (k={result['importance_samples']} "
+            "importance samples)"
+        )
+    return line + (kind.summary(result) if kind is not None else "")
+
+
+def _kind_from(result: dict[str, Any]) -> Any:
+    config = result.get("model_config")
+    return kind_of(config.get("model", "vae")) if config else None
