@@ -1,6 +1,6 @@
 """A hand-written PyTorch VAE: the yardstick the benchmarks hold pyro-vae against.
 
-The same networks as ``pyro_vae.config.ModelConfig.build()`` (encoder MLP to [loc, raw scale],
+The same networks as ``pyro_vae.kinds.build(ModelConfig())`` (encoder MLP to [loc, raw scale],
 scale = softplus + 1e-4; decoder MLP to Bernoulli logits), the negative ELBO written out by
 hand (BCE-with-logits plus the analytic Gaussian KL), and one fused torch Adam.
 """

@@ -32,6 +32,7 @@ from handwritten import HandWrittenVAE
 from pyro_vae import data, evaluate
 from pyro_vae import run as runs
 from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.kinds import build
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def train_baseline(run: runs.Run, epochs: int) -> tuple[dict, float]:
     for _ in range(epochs):
         vae.train_epoch(opt, run.data.train, tc.batch_size, dynamic=run.binarize == "dynamic")
     seconds = (time.perf_counter() - start) / max(epochs, 1)
-    model, guide = cfg.build()
+    model, guide = build(cfg)
     vae.copy_into(model, guide)
     model.to(device)
     guide.to(device)

@@ -25,8 +25,10 @@ from handwritten import HandWrittenVAE
 
 from pyro_vae import data
 from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.kinds import build
+from pyro_vae.objectives import ELBOS
 from pyro_vae.runtime import resolve_device, set_seed
-from pyro_vae.train import ELBOS, Trainer
+from pyro_vae.train import Trainer
 
 
 def timed(device: torch.device, fn: Callable[[], object]) -> float:
@@ -69,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         x_dim=ds.x_dim, z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation
     )
     train_config = TrainConfig(batch_size=args.batch_size, elbo=args.elbo, device=str(device))
-    model, guide = model_config.build()
+    model, guide = build(model_config)
     trainer = Trainer(model.to(device), guide.to(device), train_config, device)
     vae = HandWrittenVAE(ds.x_dim, args.z_dim, args.hidden, args.activation).to(device)
     opt = vae.optimizer(train_config.lr)

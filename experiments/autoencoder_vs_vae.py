@@ -20,7 +20,6 @@ undecided, beside the same at the test encodings).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -52,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = experiment.parse(p, argv, lattice=4, n=128)
     if args.checkpoint:
         raise ValueError("autoencoder_vs_vae trains its four models: run it without --checkpoint")
-    out = Path(args.out or "runs/autoencoder_vs_vae")
+    out = experiment.output_folder(args, "autoencoder_vs_vae")
     numbers: dict = {}
     files = []
     for z_dim in args.z_dims:

@@ -14,7 +14,6 @@ and its KL term per β).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -30,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = experiment.parse(p, argv, z_dim=4, steps=5)
     if args.checkpoint:
         raise ValueError("beta_vae trains one model per β: run it without --checkpoint")
-    out = Path(args.out or "runs/beta_vae")
+    out = experiment.output_folder(args, "beta_vae")
     numbers: dict = {"active_threshold": ACTIVE}
     files = []
     beta_arg = args.beta

@@ -22,6 +22,7 @@ from pyro_vae import experiment, latent, plots
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(
+        __name__,
         __doc__,
         dataset="frey-faces",
         likelihood="normal",

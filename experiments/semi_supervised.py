@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = experiment.parse(p, argv, budgets=[20, 50], seeds=[0, 1], baseline_steps=4)
     if args.checkpoint:
         raise ValueError("semi_supervised trains one run per budget and seed: drop --checkpoint")
-    out = Path(args.out or "runs/semi_supervised")
+    out = experiment.output_folder(args, "semi_supervised")
     rows = []
     for budget in args.budgets:
         m2, sup, curves, agreement = [], [], [], []

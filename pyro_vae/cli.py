@@ -1,4 +1,5 @@
-"""Command line: ``pyro-vae train | evaluate | sample | encode | run`` (also ``python -m pyro_vae``)."""
+"""Command line: ``pyro-vae train | evaluate | sample | encode | run``
+(also ``python -m pyro_vae``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from . import checkpoint, data, evaluate
 from . import run as runs
 from .options import HelpFormatter, add_train_arguments, configs_from_args
+from .registry import unknown
 from .runfolder import format_summary, write_json
 from .runtime import DeviceError
 
@@ -112,7 +114,7 @@ def load_experiment(name: str) -> ModuleType:
     names = experiment_names()
     if name not in names:
         where = experiments_folder() or f"(no experiments folder; set ${EXPERIMENTS_VAR})"
-        raise ValueError(f"unknown experiment {name!r}; choose one of {names} (in {where})")
+        raise ValueError(f"{unknown('experiment', name, names)} (in {where})")
     path = experiments_folder() / f"{name}.py"  # type: ignore[operator]
     spec = importlib.util.spec_from_file_location(f"pyro_vae_experiments.{name}", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

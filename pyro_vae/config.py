@@ -19,6 +19,7 @@ from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS
 from .objectives import ELBOS
 from .priors import PRIORS
+from .registry import one_of
 
 T = TypeVar("T")
 
@@ -140,10 +141,7 @@ class TrainConfig:
         self.adam_betas = (beta1, beta2)
         ELBOS.check(self.elbo)
         if self.binarize not in ("auto", *data.BINARIZATIONS):
-            raise ValueError(
-                f"unknown binarization {self.binarize!r}; choose one of "
-                f"{['auto', *data.BINARIZATIONS]}"
-            )
+            one_of(self.binarize, ("auto", *data.BINARIZATIONS), "binarization")
         for name in ("epochs", "ll_samples", "warmup_epochs", "labelled_repeats"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .registry import Registry
+from .registry import Registry, one_of
 
 T = TypeVar("T")
 
@@ -444,8 +444,7 @@ def prepare(data: Dataset, binarize: str, seed: int = 0) -> Dataset:
     - ``fixed``: train and test binarized once, with ``seed``.
     - ``none``: grey levels (pair with a likelihood over [0, 1], e.g. ContinuousBernoulli).
     """
-    if binarize not in BINARIZATIONS:
-        raise ValueError(f"unknown binarization {binarize!r}; choose one of {BINARIZATIONS}")
+    one_of(binarize, BINARIZATIONS, "binarization")
     if binarize == "none" or data.is_binary:
         return data
     valid = None if data.valid is None else binarize_once(data.valid, seed + 2)

@@ -67,7 +67,7 @@ def trained_run(
         run = runs.load(args.checkpoint, device=args.device)
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
     else:
-        out = Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = output_folder(args, name)
         run = train_variant(args, out, hooks=hooks)
     out.mkdir(parents=True, exist_ok=True)
     return run, out
@@ -77,17 +77,27 @@ def train_variant(
     args: argparse.Namespace, out: Path, hooks: Sequence[Hook] = (), **model_changes: Any
 ) -> runs.Run:
     """Train a run into ``out`` from the command line's configuration, with ``model_changes``
-    (e.g. ``z_dim=10, guide="delta"``) applied: how experiments compare several models."""
+    (e.g. ``z_dim=10, guide="delta"``) applied: how experiments compare several models. A run
+    already in ``out`` is continued to the requested epochs (so running an experiment again
+    with the same ``--out`` reuses what it trained), not refused."""
     model_config, train_config = configs_from_args(args)
+    resume = args.resume or (out / "checkpoint.pt").exists()
+    if resume and not args.resume:
+        print(f"reusing the run in {out} (delete it to train afresh)", file=sys.stderr)
     run, _ = runs.train(
         replace(model_config, **model_changes),
         train_config,
         out,
-        resume=args.resume,
+        resume=resume,
         hooks=hooks,
         progress=False if args.no_progress else None,
     )
     return run
+
+
+def output_folder(args: argparse.Namespace, name: str) -> Path:
+    """``--out``, or a new ``runs/<name>-<time>`` folder."""
+    return Path(args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def save_numbers(out: Path, name: str, numbers: dict[str, Any]) -> Path:

@@ -7,24 +7,23 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-NETS = ("mlp", "conv")  # the encoder/decoder families a config can name
+from .registry import Registry
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "elu": nn.ELU,
-    "softplus": nn.Softplus,
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-}
+# the encoder/decoder families a config can name (the kinds build them)
+NETS: Registry = Registry("net")
+NETS.register("mlp", "mlp", "fully connected (default)")
+NETS.register("conv", "conv", "convolutional, for images with sides divisible by 4")
+
+ACTIVATIONS: Registry = Registry("activation")
+ACTIVATIONS.register("elu", nn.ELU)
+ACTIVATIONS.register("softplus", nn.Softplus)
+ACTIVATIONS.register("relu", nn.ReLU)
+ACTIVATIONS.register("tanh", nn.Tanh)
 
 
 def activation(name: str) -> nn.Module:
     """Return a fresh activation module by name (one of ``ACTIVATIONS``)."""
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
-        ) from None
+    return ACTIVATIONS.choose(name)()
 
 
 class MLP(nn.Sequential):

@@ -223,6 +223,9 @@ ELBOS.register(
     lambda k: TraceEnum_ELBO(**_particles(k)),
     "TraceEnum_ELBO: sums out discrete latents marked for enumeration (M2's class)",
 )
+# DReG under Pyro's global param store: a PyroModule reports each detached copy of a guide
+# parameter as "not registered in the param store", which is the point of holding it fixed.
+warnings.filterwarnings("ignore", message=".*was not registered in the param store")
 # A labelled batch of M2 has nothing to enumerate; TraceEnum_ELBO warns about that each time.
 warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites")
 # Pyro 1.9.2's Jit ELBOs trace parameters out of the global param store, so they cannot run

@@ -48,14 +48,14 @@ def _kwargs(f: Field, hint: Any) -> dict[str, Any]:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per command-line field of the configs, grouped (data, model, training)."""
-    groups: dict[str, Any] = {}
+    groups = {name: parser.add_argument_group(name) for name in ("data", "model", "training")}
     for cls in CONFIGS:
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             if not f.metadata.get("cli", True):
                 continue
             name = GROUPS[f.metadata.get("group")]
-            group = groups.get(name) or groups.setdefault(name, parser.add_argument_group(name))
+            group = groups[name]
             default = f.default if f.default is not MISSING else None
             flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
             kw = _kwargs(f, hints[f.name])

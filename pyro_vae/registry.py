@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -71,8 +71,7 @@ class Registry(Generic[T]):
         if found is not None:
             return found
         raise ValueError(
-            f"unknown {self.what} {name!r}; choose one of {sorted(self._items)}, or name your "
-            f"own as 'package.module:Class'"
+            f"{unknown(self.what, name, self._items)}, or name your own as 'package.module:Class'"
         )
 
     def check(self, name: str) -> str:
@@ -87,6 +86,18 @@ class Registry(Generic[T]):
             if ep.name == name:
                 return ep.load()
         return None
+
+
+def unknown(what: str, name: str, choices: Iterable[str]) -> str:
+    """The one message for a name that is not among ``choices``."""
+    return f"unknown {what} {name!r}; choose one of {sorted(choices)}"
+
+
+def one_of(name: str, choices: Iterable[str], what: str) -> str:
+    """``name`` if it is one of ``choices``, else a ValueError with :func:`unknown`."""
+    if name not in choices:
+        raise ValueError(unknown(what, name, choices))
+    return name
 
 
 def _import(path: str, what: str) -> Any:
@@ -106,9 +117,9 @@ def _import(path: str, what: str) -> Any:
 
 
 def construct(factory: Callable[..., T], **available: Any) -> T:
-    """Call ``factory`` with those of ``available`` its signature names: how a registered class or a user's class by import path gets built
-    from the same values, e.g. ``construct(MixtureOfGaussians, z_dim=50, components=10,
-    x_dim=784, guide=guide)``."""
+    """Call ``factory`` with those of ``available`` its signature names: how a registered
+    class, or a user's class named by import path, is built from the same values, e.g.
+    ``construct(MixtureOfGaussians, z_dim=50, components=10, x_dim=784, guide=guide)``."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):

@@ -74,6 +74,8 @@ def build(
     set_seed(train_config.seed)
     if dataset is None:
         dataset = data.load(train_config.dataset, train_config.data_dir)
+    else:  # a data set given as an object: the run records its name, not the default's
+        train_config = replace(train_config, dataset=dataset.name)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
     kind = kind_of(model_config.model)
     model_config = replace(
@@ -205,6 +207,10 @@ def load(
     if dataset is None:
         try:
             ds = data.load(train_config.dataset, train_config.data_dir)
+            if ds.x_dim != model_config.x_dim:
+                raise ValueError(
+                    f"{ds.name} here has {ds.x_dim} numbers per datum, the run {model_config.x_dim}"
+                )
         except (data.DataError, ValueError) as e:
             print(
                 f"note: loading {path} without its data ({str(e).splitlines()[0]})", file=sys.stderr

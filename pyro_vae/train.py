@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import pyro
 import torch
-from pyro.distributions import Delta, ImproperUniform
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -194,30 +193,12 @@ class Trainer:
 
 
 def check_pair(model: nn.Module, guide: nn.Module, elbo: ELBO, elbo_name: str) -> None:
-    """Refuse combinations that cannot train, with the fix in the message."""
+    """Refuse an objective the guide cannot train under, with the fix in the message."""
     if isinstance(elbo, TraceMeanField_ELBO) and not getattr(guide, "mean_field", True):
         raise ValueError(
             f"--elbo {elbo_name} needs a mean-field guide, and {type(guide).__name__} is "
             "not one: choose --elbo trace, jit-trace or iwae, or --guide normal or fullcov"
         )
-    prior = getattr(model, "prior", None)
-    x_dim = getattr(guide, "x_dim", None)
-    if prior is None or x_dim is None or not hasattr(guide, "posterior"):
-        return
-    with torch.no_grad():
-        if not isinstance(prior(), ImproperUniform):
-            return
-        q = guide.posterior(torch.zeros(1, x_dim, device=_device_of(guide)))
-    if not isinstance(getattr(q, "base_dist", q), Delta):
-        raise ValueError(
-            "the flat prior is improper: with a guide that has a density the ELBO is unbounded "
-            "(the guide's entropy grows without limit); use --guide delta (a plain "
-            "autoencoder) or a proper prior"
-        )
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def _fused_adam_ok(device: torch.device) -> bool:

@@ -127,3 +127,72 @@ def test_errors_are_one_line(args, message):
 def test_console_script_is_installed():
     done = subprocess.run(["pyro-vae", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "train" in done.stdout
+
+
+def test_help_shows_defaults_and_run_lists_the_experiments():
+    done = cli("train", "--help")
+    assert done.returncode == 0 and "(default: 128)" in done.stdout
+    done = cli("run", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "beta_vae" in done.stdout and "semi_supervised" in done.stdout
+    done = cli("run")
+    assert done.returncode == 0 and "latent_2d" in done.stdout
+    done = cli("run", "beta_vae", "--help")
+    assert done.returncode == 0 and "usage: pyro-vae run beta_vae" in done.stdout
+    assert "(default: 10)" in done.stdout  # the experiment's own z_dim default
+
+
+@pytest.mark.parametrize(
+    "args, sites",
+    [
+        (["--guide", "normal"], {"z"}),
+        (["--guide", "fullcov"], {"z"}),
+        (["--guide", "iaf"], {"z"}),
+        (["--guide", "delta", "--prior", "flat"], {"z"}),
+        (["--model", "hvae", "--z1-dim", "4", "--top-hidden", "8"], {"z1", "z2"}),
+        (
+            ["--model", "hvae", "--guide", "ladder", "--z1-dim", "4", "--top-hidden", "8"],
+            {"z1", "z2"},
+        ),
+        (["--model", "cvae"], {"z"}),
+        (["--model", "m2", "--labels", "20", "--elbo", "enum"], {"z", "y_probs"}),
+    ],
+)
+def test_encode_writes_every_guides_point_summary(args, sites, tiny_mnist_dir, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "run"
+    done = cli(
+        "train", "--data-dir", str(tiny_mnist_dir), "--epochs", "1", "--train-size", "200",
+        "--test-size", "30", "--z-dim", "2", "--hidden", "16", "--ll-samples", "0",
+        "--out", str(out), "--no-progress", *args,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = cli("encode", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist_dir))
+    assert done.returncode == 0, done.stderr
+    codes = np.load(out / "codes.npz")
+    assert set(codes.files) == sites | {"labels"}
+    assert all(codes[s].shape[0] == 30 and np.isfinite(codes[s]).all() for s in sites)
+    done = cli("sample", str(out / "checkpoint.pt"), "--n", "12", "--seed", "1")
+    if "flat" in args:
+        assert done.returncode == 0 and not (out / "samples-n12-seed1.png").exists()
+    else:
+        assert done.returncode == 0 and (out / "samples-n12-seed1.png").stat().st_size > 0
+
+
+def test_hvae_run_folder(tiny_mnist_dir, tmp_path):
+    out = tmp_path / "h"
+    done = cli(
+        "train", "--model", "hvae", "--guide", "ladder", "--data-dir", str(tiny_mnist_dir),
+        "--epochs", "2", "--train-size", "300", "--test-size", "40", "--z-dim", "2",
+        "--z1-dim", "4", "--hidden", "16", "--top-hidden", "8", "--ll-samples", "20",
+        "--warmup-epochs", "2", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "evaluation.json").read_text())
+    assert set(result["active_units"]) == {"z1", "z2"} and "log_likelihood" in result
+    assert "active units z1" in done.stderr
+    for name in ("layers_z1_varies.png", "layers_z2_varies.png", "prior_samples.png"):
+        assert (out / name).stat().st_size > 0
+    done = cli("train", "--out", str(out), "--epochs", "3", "--resume", "--ll-samples", "0")
+    assert done.returncode == 0, done.stderr

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pyro_vae.config import GUIDES, ModelConfig, TrainConfig
+from pyro_vae.kinds import build
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.priors import PRIORS
 from pyro_vae.train import Trainer
@@ -62,9 +63,9 @@ def test_combination(prior, likelihood, guide, objective):
     message = incompatible(prior, guide, objective)
     if message is not None:
         with pytest.raises(ValueError, match=message):
-            Trainer(*config.build(), train, torch.device("cpu"))
+            Trainer(*build(config), train, torch.device("cpu"))
         return
-    trainer = Trainer(*config.build(), train, torch.device("cpu"))
+    trainer = Trainer(*build(config), train, torch.device("cpu"))
     history = trainer.fit(DATA, 20, progress=False)
     objective_values = [r["train_elbo"] for r in history]
     assert all(math.isfinite(v) for v in objective_values)

@@ -32,7 +32,7 @@ def test_readme_contract(binary_batch):
     """The contract block of README.md, run exactly as written, trains the model."""
     contract = _readme_blocks()[0]
     assert 'svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())' in contract
-    scope: dict = {"x": binary_batch}
+    scope: dict = {}
     exec(contract, scope)
     loss, svi = scope["loss"], scope["svi"]
     assert math.isfinite(loss) and loss > 0  # -ELBO of binary data is positive
@@ -103,7 +103,7 @@ def test_svi_with_users_own_torch_optimizer(binary_batch):
 def test_readme_code_blocks_run(binary_batch):
     """The README's generation and swapping examples run as written, after the contract."""
     contract, generating, swapping = _readme_blocks()[:3]
-    scope: dict = {"x": binary_batch, "x_test": binary_batch[:4]}
+    scope: dict = {}
     exec(contract, scope)
     exec(generating, scope)
     assert scope["means"].shape == (64, 784) and scope["post"]["x"].shape == (8, 4, 784)
@@ -113,3 +113,17 @@ def test_readme_code_blocks_run(binary_batch):
     svi = SVI(model, guides.NormalGuide(784, 50), Adam({"lr": 1e-3}), Trace_ELBO())
     assert math.isfinite(svi.step(torch.rand(16, 784)))
     assert any(name == "prior.loc" for name, _ in model.named_parameters())
+
+
+def test_every_readme_python_block_runs_as_written(tiny_mnist_dir, tmp_path, monkeypatch):
+    """All ```python blocks of README.md, in order, in one namespace, with nothing injected
+    (the data: the made-up MNIST files; the runs: a temporary folder)."""
+    monkeypatch.setenv("PYRO_VAE_DATA", str(tiny_mnist_dir))
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    for i, block in enumerate(_readme_blocks()):
+        pyro.clear_param_store()
+        try:
+            exec(compile(block, f"README block {i}", "exec"), scope)
+        except Exception as e:
+            raise AssertionError(f"README python block {i} fails: {e!r}\n{block}") from e

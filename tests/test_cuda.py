@@ -9,6 +9,7 @@ import torch
 
 from pyro_vae import checkpoint, evaluate, predictive
 from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.kinds import build
 from pyro_vae.train import Trainer
 
 pytestmark = [
@@ -19,7 +20,7 @@ pytestmark = [
 
 def test_train_evaluate_and_checkpoint_on_cuda(tmp_path):
     device = torch.device("cuda")
-    model, guide = ModelConfig(z_dim=4, hidden=(64,)).build()
+    model, guide = build(ModelConfig(z_dim=4, hidden=(64,)))
     model.to(device)
     guide.to(device)
     x = torch.bernoulli(torch.rand(512, 784, device=device) * 0.3)
@@ -30,7 +31,7 @@ def test_train_evaluate_and_checkpoint_on_cuda(tmp_path):
     assert ll.device.type == "cuda" and math.isfinite(ll.mean().item())
     assert predictive.prior_predictive(model, 4)["mean"].device.type == "cuda"
     path = checkpoint.save(tmp_path / "c.pt", {"trainer": trainer.state_dict()})
-    cpu_model, cpu_guide = ModelConfig(z_dim=4, hidden=(64,)).build()
+    cpu_model, cpu_guide = build(ModelConfig(z_dim=4, hidden=(64,)))
     restored = Trainer(cpu_model, cpu_guide, TrainConfig(), torch.device("cpu"))
     state = checkpoint.load(path, map_location="cpu")["trainer"]
     state["rng"]["cuda"] = None

@@ -234,7 +234,7 @@ def test_cvae_run_reports_log_likelihood_given_y(label_config, tmp_path, capsys)
     "changes, train_changes, message",
     [
         ({"model": "m2"}, {}, "--model m2 needs --labels N"),
-        ({"model": "cvae", "guide": "iaf"}, {}, "has its own Normal guide"),
+        ({"model": "cvae", "guide": "iaf"}, {}, "unknown guide of the label-aware models .iaf."),
         ({"model": "m2", "prior": "vampprior"}, {"labels": 50}, "vampprior"),
         ({"model": "m2"}, {"labels": 55}, "multiple of 10"),
     ],

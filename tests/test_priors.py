@@ -9,6 +9,7 @@ import torch
 
 from pyro_vae import guides, priors
 from pyro_vae.config import GUIDES, ModelConfig, TrainConfig
+from pyro_vae.kinds import build
 from pyro_vae.train import Trainer
 
 
@@ -17,11 +18,11 @@ from pyro_vae.train import Trainer
 def test_every_prior_with_every_guide_trains(name, guide):
     if name == "vampprior" and guide in ("delta", "iaf"):
         with pytest.raises(ValueError, match="use --guide normal or fullcov"):
-            ModelConfig(x_dim=12, z_dim=3, prior=name, guide=guide).build()
+            build(ModelConfig(x_dim=12, z_dim=3, prior=name, guide=guide))
         return
-    model, g = ModelConfig(
-        x_dim=12, z_dim=3, hidden=(16,), prior=name, guide=guide, prior_components=4
-    ).build()
+    model, g = build(
+        ModelConfig(x_dim=12, z_dim=3, hidden=(16,), prior=name, guide=guide, prior_components=4)
+    )
     d = model.prior()
     assert d.event_shape == (3,) and d.batch_shape == ()
     z = d.sample((5,))
@@ -68,9 +69,9 @@ def test_vampprior_is_the_mean_of_the_guides_posteriors():
 
 
 def test_learned_priors_move_during_training():
-    model, guide = ModelConfig(
-        x_dim=12, z_dim=2, hidden=(16,), prior="mog", prior_components=3
-    ).build()
+    model, guide = build(
+        ModelConfig(x_dim=12, z_dim=2, hidden=(16,), prior="mog", prior_components=3)
+    )
     before = model.prior.loc.detach().clone()
     x = torch.bernoulli(torch.rand(64, 12))
     Trainer(model, guide, TrainConfig(batch_size=32, lr=1e-2), torch.device("cpu")).fit(

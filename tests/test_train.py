@@ -13,6 +13,7 @@ import torch
 from pyro_vae import checkpoint, data, guides, models
 from pyro_vae import run as runs
 from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.kinds import build
 from pyro_vae.runtime import resolve_device
 from pyro_vae.train import Trainer
 
@@ -188,7 +189,7 @@ def test_bad_checkpoints_give_one_line_errors(small_config, tmp_path):
             runs.load(path)
         assert "\n" not in str(err.value)
     saved = checkpoint.load(good)
-    other = ModelConfig(z_dim=4, hidden=(64,)).build()
+    other = build(ModelConfig(z_dim=4, hidden=(64,)))
     trainer = Trainer(*other, small_config, CPU)
     with pytest.raises(checkpoint.CheckpointError, match="different architecture.*shape"):
         trainer.load_state_dict(saved["trainer"], str(good))

@@ -69,12 +69,8 @@ class ModelKind:
         self.guides.check(config.guide)
         PRIORS.check(config.prior)
         likelihoods.LIKELIHOODS.check(config.likelihood)
-        if config.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {config.activation!r}; choose one of {sorted(ACTIVATIONS)}"
-            )
-        if config.net not in NETS:
-            raise ValueError(f"unknown net {config.net!r}; choose one of {list(NETS)}")
+        ACTIVATIONS.check(config.activation)
+        NETS.check(config.net)
 
     def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from pyro.distributions import Delta, ImproperUniform
 from torch import nn
 
 from ..models import VAEModel
@@ -44,4 +46,20 @@ class VAE(ModelKind):
             activation=config.activation,
             decoder=decoder,
         )
+        check_proper(model, guide)
         return model, guide
+
+
+def check_proper(model: VAEModel, guide: nn.Module) -> None:
+    """An improper prior needs a point-mass guide: otherwise the ELBO is unbounded."""
+    posterior = getattr(guide, "posterior", None)  # a user's guide may not have one
+    with torch.no_grad():
+        if posterior is None or not isinstance(model.prior(), ImproperUniform):
+            return
+        q = posterior(torch.zeros(1, model.x_dim))
+    if not isinstance(getattr(q, "base_dist", q), Delta):
+        raise ValueError(
+            "the flat prior is improper: with a guide that has a density the ELBO is unbounded "
+            "(the guide's entropy grows without limit); use --guide delta (a plain "
+            "autoencoder) or a proper prior"
+        )
