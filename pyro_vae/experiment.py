@@ -8,6 +8,7 @@ numbers it shows into its output folder.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -74,16 +75,28 @@ def trained_run(
 
 
 def train_variant(
-    args: argparse.Namespace, out: Path, hooks: Sequence[Hook] = (), **model_changes: Any
+    args: argparse.Namespace,
+    out: Path,
+    hooks: Sequence[Hook] = (),
+    train_changes: dict[str, Any] | None = None,
+    **model_changes: Any,
 ) -> runs.Run:
     """Train a run into ``out`` from the command line's configuration, with ``model_changes``
-    (e.g. ``z_dim=10, guide="delta"``) applied: how experiments compare several models. A run
-    already in ``out`` is continued to the requested epochs (so running an experiment again
-    with the same ``--out`` reuses what it trained), not refused."""
+    (e.g. ``z_dim=10, guide="delta"``) and ``train_changes`` (e.g. ``{"elbo": "iwae"}``)
+    applied: how experiments compare several models. A run already in ``out`` is reused: one
+    evaluated at the requested epochs and importance samples is loaded as it is, another is
+    continued to the requested epochs. So an experiment run again with the same ``--out`` picks
+    up what it trained, and is never refused."""
     model_config, train_config = configs_from_args(args)
+    train_config = replace(train_config, **(train_changes or {}))
+    if finished(out, train_config):
+        print(f"reusing the finished run in {out}", file=sys.stderr)
+        run = runs.load(out / "checkpoint.pt", device=args.device, dataset=True)
+        run.out = out
+        return run
     resume = args.resume or (out / "checkpoint.pt").exists()
     if resume and not args.resume:
-        print(f"reusing the run in {out} (delete it to train afresh)", file=sys.stderr)
+        print(f"continuing the run in {out} (delete it to train afresh)", file=sys.stderr)
     run, _ = runs.train(
         replace(model_config, **model_changes),
         train_config,
@@ -93,6 +106,23 @@ def train_variant(
         progress=False if args.no_progress else None,
     )
     return run
+
+
+def finished(out: Path, train_config: Any) -> bool:
+    """Whether ``out`` holds a run evaluated after ``train_config.epochs`` epochs with its
+    number of importance samples."""
+    result = evaluation(out)
+    return (
+        result is not None
+        and result.get("epochs") == train_config.epochs
+        and result.get("importance_samples", 0) == train_config.ll_samples
+    )
+
+
+def evaluation(out: Path) -> dict[str, Any] | None:
+    """The numbers of the run in ``out`` (its evaluation.json), or None."""
+    path = out / "evaluation.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def output_folder(args: argparse.Namespace, name: str) -> Path:

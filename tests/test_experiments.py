@@ -35,6 +35,7 @@ EXPERIMENTS = {
     "frey_faces": ["frey_reconstructions.png", "frey_manifold.png", "frey_faces.json"],
     "beta_vae": ["beta_vae_traversal_beta1.png", "beta_vae_traversal_beta4.png", "beta_vae.json"],
     "conditional_vae": ["class_conditional.png", "style_transfer.png", "conditional_vae.json"],
+    "hierarchical": ["hierarchical.json", "hierarchical.md", "ladder/layers_z1_varies.png"],
     "semi_supervised": [
         "semi_supervised.json",
         "semi_supervised.md",
