@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .likelihoods import check_support
-from .runtime import module_local_params
+from .runtime import fixed_mmap_threshold, module_local_params
 
 # decoder outputs held at once (samples x data) while estimating log p(x)
 MAX_ELEMENTS = 1 << 13
@@ -167,6 +167,7 @@ def log_likelihood(
 
     ``progress``: show a progress bar (default: only when stderr is a terminal)."""
     check_data(model, x)
+    fixed_mmap_threshold()
     if point_estimate(guide, x):
         raise ValueError(
             "the guide is a point estimate (Delta) with no density, so it cannot serve as an "

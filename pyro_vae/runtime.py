@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import sys
 from collections.abc import Iterator
 
 import pyro
@@ -75,3 +78,25 @@ def _allow_local_params(module: nn.Module) -> None:
     # for the SVI contract) also run module-local. Only roots matter: submodules share them.
     if isinstance(module, PyroModule) and not hasattr(module._pyro_context, "param_state"):
         module._pyro_context.param_state = {"params": {}, "constraints": {}}
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+@functools.cache
+def fixed_mmap_threshold(size: int = 1 << 20) -> bool:
+    """Serve every allocation of ``size`` bytes or more with its own ``mmap`` (glibc only).
+
+    glibc raises its mmap threshold to the size of each large block freed (up to 32 MB), after
+    which blocks of that size come from the heap. The importance-sampled estimate allocates and
+    frees tens of blocks of ~16 MB per datum; on the heap they fragment it, and a process that
+    had trained first was seen growing by 100 MB/s during evaluation (13 GB for MNIST's test
+    set). A fixed threshold returns such blocks to the system when freed. Returns whether the
+    setting took (False off glibc)."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, size))
+    except (OSError, AttributeError):
+        return False

@@ -106,6 +106,15 @@ class ModelKind:
         )
         return encoder, decoder
 
+    def require_mlp(self, config: Any) -> None:
+        """For kinds with their own MLP networks and a prior that cannot read their guide."""
+        if config.net != "mlp" or config.prior == "vampprior":
+            raise ValueError(
+                f"--model {self.name} has its own MLP networks and a prior that does not read "
+                f"the guide: drop --net {config.net} / --prior {config.prior} (use --net mlp "
+                "and a prior other than vampprior)"
+            )
+
     def warnings(self, model_config: Any, train_config: Any) -> list[str]:
         """Lines to print before training (settings that work but are probably not meant)."""
         return []
@@ -152,22 +161,26 @@ class ModelKind:
         with _local(run):
             return {"z": torch.cat([run.guide.point(xb) for xb in x.split(1000)])}
 
+    reconstruction_title: ClassVar[str] = (
+        "test data (top) and reconstructions E[x|z], z = mean of q(z|x) (bottom)"
+    )
+
+    @torch.no_grad()
+    def reconstruct(self, run: Any, x: Tensor) -> Tensor:
+        """E[x | z] at the guide's point summary of z."""
+        return predictive.reconstruct(run.model, run.guide, x)
+
     def figures(self, run: Any, out: Path) -> list[Path]:
         """The kind's figures in the run folder: reconstructions and prior samples."""
         x = test_examples(run)
         with _local(run):
-            recon = predictive.reconstruct(run.model, run.guide, x)
-        files = [
-            plots.save_grid(
-                out / "reconstructions.png",
-                torch.cat([x, recon]),
-                run.data.image_shape,
-                ncol=len(x),
-                title="test data (top) and reconstructions E[x|z], z = mean of q(z|x) (bottom)",
-            )
+            recon = self.reconstruct(run, x)
+        grid = torch.cat([x, recon])
+        title = self.reconstruction_title
+        return [
+            plots.save_grid(out / "reconstructions.png", grid, run.data.image_shape, len(x), title),
+            *self.samples(run, out / "prior_samples.png"),
         ]
-        files += self.samples(run, out / "prior_samples.png")
-        return files
 
     def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
         """E[x | z] for ``n`` prior draws z ~ p(z) as a grid (``pyro-vae sample``)."""

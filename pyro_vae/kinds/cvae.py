@@ -32,12 +32,7 @@ class CVAE(ModelKind):
 
     def check(self, config: Any) -> None:
         super().check(config)
-        if config.net != "mlp" or config.prior == "vampprior":
-            raise ValueError(
-                f"--model {self.name} has its own MLP networks and a prior that does not read "
-                f"the guide: drop --net {config.net} / --prior {config.prior} (use --net mlp "
-                "and a prior other than vampprior)"
-            )
+        self.require_mlp(config)
 
     def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
         guide = self.guides.choose(config.guide)(

@@ -14,7 +14,7 @@ from ..evaluate import Data
 from ..guides import BottomUpGuide, LadderGuide
 from ..models import HierarchicalModel
 from ..registry import Registry
-from .base import ModelKind, _columns, _local, register, test_examples
+from .base import ModelKind, _columns, _local, register
 
 HIERARCHICAL_GUIDES: Registry = Registry("guide of the hierarchical VAE")
 HIERARCHICAL_GUIDES.register(
@@ -40,12 +40,7 @@ class HierarchicalVAE(ModelKind):
 
     def check(self, config: Any) -> None:
         super().check(config)
-        if config.net != "mlp" or config.prior == "vampprior":
-            raise ValueError(
-                f"--model hvae has its own MLP networks and a top prior that does not read the "
-                f"guide: drop --net {config.net} / --prior {config.prior} (use --net mlp and a "
-                "prior other than vampprior)"
-            )
+        self.require_mlp(config)
 
     def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
         model = HierarchicalModel(
@@ -85,22 +80,15 @@ class HierarchicalVAE(ModelKind):
         title = "E[x|z1], z1 ~ p(z1|z2), z2 ~ p(z2)"
         return [plots.save_grid(path, mean, run.data.image_shape, _columns(n), title)]
 
+    reconstruction_title = "test data (top) and reconstructions E[x|z1] at the guide's point"
+
+    @torch.no_grad()
+    def reconstruct(self, run: Any, x: Tensor) -> Tensor:
+        return run.model.decode(run.guide.point(x)["z1"]).mean
+
     def figures(self, run: Any, out: Path) -> list[Path]:
         """Reconstructions, prior samples, and what each layer controls."""
-        x = test_examples(run)
-        with _local(run), torch.no_grad():
-            recon = run.model.decode(run.guide.point(x)["z1"]).mean
-        files = [
-            plots.save_grid(
-                out / "reconstructions.png",
-                torch.cat([x, recon]),
-                run.data.image_shape,
-                ncol=len(x),
-                title="test data (top) and reconstructions E[x|z1] at the guide's point (bottom)",
-            ),
-            *self.samples(run, out / "prior_samples.png"),
-        ]
-        return files + self.layer_figures(run, out)
+        return super().figures(run, out) + self.layer_figures(run, out)
 
     @torch.no_grad()
     def layer_figures(self, run: Any, out: Path, rows: int = 8, cols: int = 10) -> list[Path]:
