@@ -25,6 +25,11 @@ run python -m experiments.conditional_vae --epochs 10 --out $R/conditional_vae
 # 4 label budgets x 3 seeds of M2, 25 epochs each: the longest step (about 1.5 h on 2 cores
 # as two processes of one thread, --budgets 100 1000 and --budgets 600 3000, then --resume)
 run python -m experiments.semi_supervised --epochs 25 --out $R/semi_supervised
+# the hierarchical VAE: two stochastic layers at the one-layer VAE's width, KL warm-up over 5
+# epochs, bottom-up guide, 100 epochs (about 15 min of training and 30 min of k=5000 scoring
+# on one core); Burda et al.'s narrower 200-200 architecture is the experiment's default
+run python -m experiments.hierarchical --variants bottomup --hidden 500 500 --warmup-epochs 5 \
+  --epochs 100 --ll-samples 5000 --out $R/hierarchical
 
 cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/
 cp $R/training_gif/latent_training.gif $R/training_gif/manifold_training.gif $G/
@@ -40,6 +45,9 @@ cp $R/beta_vae/beta_vae_traversal_beta1.png $R/beta_vae/beta_vae_traversal_beta4
 cp $R/conditional_vae/class_conditional.png $R/conditional_vae/style_transfer.png $G/
 cp $R/semi_supervised/accuracy.png $G/semi_supervised_accuracy.png
 cp $R/semi_supervised/class_conditional.png $G/m2_class_conditional.png
+for f in prior_samples reconstructions layers_z1_varies layers_z2_varies; do
+  cp $R/hierarchical/bottomup/$f.png $G/hvae_$f.png
+done
 # shrink for the README: at most 900 px wide, 256-colour palettes, GIFs at 3/4 size
 python - "$G" <<'PY'
 import sys

@@ -21,7 +21,6 @@ import torch
 
 from . import checkpoint
 from .config import to_dict
-from .kinds import kind_of
 
 
 class RunFolder:
@@ -108,24 +107,16 @@ def describe(run: Any) -> dict[str, Any]:
     }
 
 
-def format_summary(result: dict[str, Any], kind: Any = None) -> str:
+def format_summary(result: dict[str, Any], kind: Any) -> str:
     """One line: the test ELBO, log p(x) with its standard error and k, and the kind's own."""
-    if kind is None:
-        kind = _kind_from(result)
     line = (
         f"{result['dataset']} test ({result['n_data']} data, {result['binarization']} "
         f"binarization, {result['epochs']} epochs): ELBO {result['elbo']:.2f} nats"
     )
     if "log_likelihood" in result:
-        given = kind.conditioned_on if kind is not None else ""
         line += (
-            f", log p(x{given}) {result['log_likelihood']:.2f} ± "
+            f", log p(x{kind.conditioned_on}) {result['log_likelihood']:.2f} ± "
             f"{result['log_likelihood_stderr']:.2f} nats (k={result['importance_samples']} "
             "importance samples)"
         )
-    return line + (kind.summary(result) if kind is not None else "")
-
-
-def _kind_from(result: dict[str, Any]) -> Any:
-    config = result.get("model_config")
-    return kind_of(config.get("model", "vae")) if config else None
+    return line + kind.summary(result)

@@ -197,7 +197,8 @@ def check_pair(model: nn.Module, guide: nn.Module, elbo: ELBO, elbo_name: str) -
     if isinstance(elbo, TraceMeanField_ELBO) and not getattr(guide, "mean_field", True):
         raise ValueError(
             f"--elbo {elbo_name} needs a mean-field guide, and {type(guide).__name__} is "
-            "not one: choose --elbo trace, jit-trace or iwae, or --guide normal or fullcov"
+            "not one: choose --elbo trace, jit-trace or iwae, or a mean-field guide (vae: "
+            "normal or fullcov; hvae: ladder)"
         )
 
 

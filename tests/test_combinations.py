@@ -26,10 +26,12 @@ INCOMPATIBLE = {
     # (prior, guide, objective) patterns: None matches anything
     ("vampprior", "delta", None): "use --guide normal or fullcov",
     ("vampprior", "iaf", None): "use --guide normal or fullcov",
-    (None, "iaf", "meanfield"): "needs a mean-field guide",
+    # the model kind refuses an improper prior with a density-bearing guide as it builds the
+    # pair, before the trainer looks at the objective
     ("flat", "normal", None): "the flat prior is improper",
     ("flat", "fullcov", None): "the flat prior is improper",
     ("flat", "iaf", None): "the flat prior is improper",
+    (None, "iaf", "meanfield"): "needs a mean-field guide",
 }
 
 

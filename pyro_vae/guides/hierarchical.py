@@ -24,7 +24,13 @@ class BottomUpGuide(PyroModule):
     Point summary (``point(x)``, what ``pyro-vae encode`` writes): z1 = the mean of q(z1 | x),
     z2 = the mean of q(z2 | z1) at that z1. ``posterior(x)`` is q(z1 | x), the code the decoder
     reads.
+
+    Not mean-field in Pyro's sense: the guide samples z1 before z2 and the model z2 before z1,
+    so the analytic per-site KL of ``TraceMeanField_ELBO`` would be taken at a z2 that depends
+    on z1 (biased); the trainer refuses that objective for this guide.
     """
+
+    mean_field = False
 
     def __init__(
         self,

@@ -120,13 +120,14 @@ class HierarchicalVAE(ModelKind):
                 z1_varies,
                 shape,
                 ncol=cols,
-                title="each row: one z2 ~ p(z2) kept; columns: new z1 ~ p(z1|z2)",
+                title="rows: one z2 ~ p(z2) each; columns: z1 = mu(z2) + sigma(z2) eps, "
+                "one eps each",
             ),
             plots.save_grid(
                 out / "layers_z2_varies.png",
                 z2_varies,
                 shape,
                 ncol=cols,
-                title="each row: z1's noise kept; columns: new z2 ~ p(z2)",
+                title="rows: one eps (z1's noise) each; columns: one z2 ~ p(z2) each",
             ),
         ]
