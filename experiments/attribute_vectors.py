@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from pyro_vae import experiment, latent, plots
+from pyro_vae import data, experiment, latent, plots
 
 
 def ink(x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--attribute", nargs="*", default=[], help="names in the attribute file")
     args = experiment.parse(p, argv, rows=3)
     run, out = experiment.trained_run(args, "attribute_vectors")
-    x, labels, shape = run.data.test, run.data.test_labels, run.data.image_shape
+    x, labels, shape = data.as_input(run.data.test), run.data.test_labels, run.data.image_shape
     half = len(x) // 2
     z = latent.encode(run.guide, x)
     fit = slice(0, half)  # vectors from the first half; applied to the second

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-from pyro_vae import experiment, latent, plots
+from pyro_vae import data, experiment, latent, plots
 
 MODELS = {"autoencoder": {"prior": "flat", "guide": "delta"}, "VAE": {}}
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             run = experiment.train_variant(
                 args, out / f"{name.lower()}-z{z_dim}", z_dim=z_dim, **changes
             )
-            x, labels = run.data.test[: args.n], run.data.test_labels
+            x, labels = data.as_input(run.data.test[: args.n]), run.data.test_labels
             z = latent.encode(run.guide, x)
             center = z.mean(0)
             plane = z[:, :2].cpu()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     grey = data.load(run.train_config.dataset, run.train_config.data_dir).subset(
         run.train_config.train_size, run.train_config.test_size
     )
+    grey = replace(grey, train=data.as_input(grey.train), test=data.as_input(grey.test))
     if grey.train_labels is None:
         raise ValueError(f"{grey.name} has no labels: the baselines are fitted per class")
     classes = grey.train_labels.unique().tolist()
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         run.guide,
         run.data.train.to(run.trainer.device)
         if run.binarize != "dynamic"
-        else torch.bernoulli(run.data.train),
+        else torch.bernoulli(data.as_input(run.data.train)),
     )
     for c in classes:
         xc = grey.train[grey.train_labels == c]

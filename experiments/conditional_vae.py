@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     labels = run.data.test_labels
     idx = torch.stack([(labels == c).nonzero()[0, 0] for c in range(k)])
-    x, y_true = run.data.test[idx], data.one_hot(labels[idx], k)
+    x, y_true = data.as_input(run.data.test[idx]), data.one_hot(labels[idx], k)
     transfer = predictive.style_transfer(run.model, run.guide, x, y_true)
     fig = plots.style_transfer_figure(x, transfer, shape)
     files.append(plots.save_figure(fig, out / "style_transfer.png"))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_vae import experiment, latent, plots
+from pyro_vae import data, experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=12, help="faces per reconstruction row")
     args = experiment.parse(p, argv, epochs=3, grid=4, train_size=None, test_size=None)
     run, out = experiment.trained_run(args, "frey_faces")
-    shape, x = run.data.image_shape, run.data.test[: args.n]
+    shape, x = run.data.image_shape, data.as_input(run.data.test[: args.n])
     recon = latent.decode(run.model, latent.encode(run.guide, x))
     files = [
         plots.save_figure(

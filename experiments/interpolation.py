@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_vae import experiment, latent, plots
+from pyro_vae import data, experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--pairs", type=int, default=4, help="pairs of each kind")
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "interpolation")
-    x, labels = run.data.test, run.data.test_labels
+    x, labels = data.as_input(run.data.test), run.data.test_labels
     if labels is None:
         raise ValueError(f"{run.data.name} has no labels: interpolation pairs digits by class")
     numbers: dict = {"steps": args.steps}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_vae import experiment, latent, plots
+from pyro_vae import data, experiment, latent, plots
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -22,17 +22,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--rows", type=int, default=3, help="pairs of rows (data, reconstruction)")
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "reconstructions")
-    x, labels = run.data.test, run.data.test_labels
+    x, labels = data.as_input(run.data.test), run.data.test_labels
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed))
     idx = idx[: args.n * args.rows].to(x.device)
-    data, z = x[idx], latent.encode(run.guide, x[idx])
+    chosen, z = x[idx], latent.encode(run.guide, x[idx])
     recon = latent.decode(run.model, z)
     with torch.no_grad():
-        log_lik = run.model.decode(z).log_prob(data).cpu()
+        log_lik = run.model.decode(z).log_prob(chosen).cpu()
     rows = []
     for r in range(args.rows):
         part = slice(r * args.n, (r + 1) * args.n)
-        rows += [data[part], recon[part]]
+        rows += [chosen[part], recon[part]]
     fig = plots.grid_figure(
         torch.cat(rows),
         run.data.image_shape,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from pyro_vae import experiment, plots, predictive
+from pyro_vae import data, experiment, plots, predictive
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     idx = torch.randperm(len(run.data.test), generator=torch.Generator().manual_seed(args.seed))
     idx = idx[: args.digits].to(run.data.test.device)
-    x = run.data.test[idx]
+    x = data.as_input(run.data.test[idx])
     post = predictive.posterior_predictive(run.model, run.guide, x, num_samples=n)
     rows = []
     for i in range(args.digits):

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from pyro_vae import experiment, latent, plots
+from pyro_vae import data, experiment, latent, plots
 from pyro_vae.run import Run
 from pyro_vae.train import Trainer
 
@@ -31,7 +31,7 @@ class Snapshots:
         self.frames: list[tuple[int, torch.Tensor, torch.Tensor]] = []
 
     def on_run_start(self, run: Run) -> None:
-        self.x = run.data.test[: self.n]
+        self.x = data.as_input(run.data.test[: self.n])
         self.labels = None if run.data.test_labels is None else run.data.test_labels[: self.n]
         self.image_shape = run.data.image_shape
 

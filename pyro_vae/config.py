@@ -65,8 +65,12 @@ class ModelConfig:
     )
     net: str = option(
         "mlp",
-        "mlp, or conv (convolutional; --hidden's first width sizes its dense layer)",
+        "mlp, or conv (convolutional, for (C, H, W) images: one stride-2 level per halving "
+        "down to 4-7 pixels; --hidden's first width sizes its dense layer)",
         group="model",
+    )
+    residual: bool = option(
+        False, "conv: a residual block after each convolution level", group="model"
     )
     aux_weight: float = option(
         46.0, "m2: weight of the classifier term alpha * log q(y|x) on labelled data", group="model"
@@ -110,8 +114,16 @@ class TrainConfig:
         "auto (dynamic for 0/1 likelihoods, none for grey-level ones), dynamic, fixed, none",
         group="data",
     )
-    train_size: int | None = option(None, "use the first N training data", group="data")
-    test_size: int | None = option(None, "use the first N test data", group="data")
+    image_size: int | None = option(
+        None,
+        "image folders and CelebA: centre-crop to a square and resize to S x S (others: resize)",
+        group="data",
+        metavar="S",
+    )
+    train_size: int | None = option(
+        None, "use N training data (class-balanced where labelled, else at random)", group="data"
+    )
+    test_size: int | None = option(None, "use N test data (chosen as --train-size)", group="data")
     labels: int | None = option(
         None, "m2: labelled training data, balanced over classes, chosen with --seed", group="data"
     )
@@ -148,6 +160,8 @@ class TrainConfig:
         for name in ("batch_size", "num_particles"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.image_size is not None and self.image_size < 2:
+            raise ValueError(f"image_size must be at least 2 pixels; got {self.image_size}")
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")

@@ -21,8 +21,9 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .data import as_input
 from .likelihoods import check_support
-from .runtime import fixed_mmap_threshold, module_local_params
+from .runtime import fixed_mmap_threshold, inference
 
 # decoder outputs held at once (samples x data) while estimating log p(x)
 MAX_ELEMENTS = 1 << 13
@@ -36,8 +37,17 @@ def as_args(data: Data) -> tuple[Tensor, ...]:
     return data if isinstance(data, tuple) else (data,)
 
 
-def _split(args: tuple[Tensor, ...], size: int) -> list[tuple[Tensor, ...]]:
-    return list(zip(*(a.split(size) for a in args), strict=True))
+def inputs(data: Data) -> tuple[Tensor, ...]:
+    """The arguments model and guide are called with: ``data``'s tensors, the first (the
+    images, as stored) turned into float rows by :func:`pyro_vae.data.as_input`."""
+    args = as_args(data)
+    return (as_input(args[0]), *args[1:])
+
+
+def chunks(data: Data, size: int) -> list[tuple[Tensor, ...]]:
+    """``data`` split into chunks of ``size`` data, each as model arguments (see
+    :func:`inputs`): how every evaluation walks a data set without a float copy of it."""
+    return [inputs(c) for c in zip(*(a.split(size) for a in as_args(data)), strict=True)]
 
 
 def check_data(model: nn.Module, data: Data) -> None:
@@ -49,7 +59,8 @@ def check_data(model: nn.Module, data: Data) -> None:
         k = getattr(likelihood, "params_per_pixel", 1)
         with torch.no_grad():
             px = likelihood(torch.zeros(1, x_dim * k, device=x.device))
-        check_support(px, x, likelihood)
+        for xb in x.split(10000):
+            check_support(px, as_input(xb), likelihood)
 
 
 @torch.no_grad()
@@ -69,8 +80,8 @@ def elbo_terms(
     check_data(model, x)
     args = as_args(x)
     rec = kl = 0.0
-    with module_local_params(model, guide), pyro.validation_enabled(False):
-        for batch in _split(args, batch_size):
+    with inference(model, guide), pyro.validation_enabled(False):
+        for batch in chunks(args, batch_size):
             log_lik, log_prior, log_q = _log_prob_parts(model, guide, batch, num_particles)
             rec += log_lik.mean(0).sum().item()
             kl += (log_q - log_prior).mean(0).sum().item()
@@ -88,7 +99,7 @@ def elbo(
 @torch.no_grad()
 def log_weights(model: nn.Module, guide: nn.Module, x: Data, num_samples: int) -> Tensor:
     """log p(x, z_k) - log q(z_k | x) for ``num_samples`` draws per datum: shape (K, batch)."""
-    log_lik, log_prior, log_q = _log_prob_parts(model, guide, as_args(x), num_samples)
+    log_lik, log_prior, log_q = _log_prob_parts(model, guide, inputs(x), num_samples)
     return log_lik + log_prior - log_q
 
 
@@ -98,18 +109,15 @@ def accuracy(guide: nn.Module, x: Tensor, labels: Tensor, batch_size: int = 1000
     label (class indices, or one-hot rows)."""
     if labels.dim() == 2:
         labels = labels.argmax(-1)
-    was_training = guide.training
-    guide.eval()
-    with module_local_params(guide):
-        predicted = torch.cat([guide.classify(xb).argmax(-1) for xb in x.split(batch_size)])
-    guide.train(was_training)
+    with inference(guide):
+        predicted = torch.cat([guide.classify(xb).argmax(-1) for (xb,) in chunks(x, batch_size)])
     return (predicted == labels).float().mean().item()
 
 
 def point_estimate(guide: nn.Module, x: Data) -> bool:
     """Whether the guide is a point mass (a Delta): it has no density to importance-sample."""
-    with module_local_params(guide), torch.no_grad():
-        trace = poutine.trace(guide).get_trace(*(a[:1] for a in as_args(x)))
+    with inference(guide):
+        trace = poutine.trace(guide).get_trace(*inputs(tuple(a[:1] for a in as_args(x))))
     return any(
         isinstance(site["fn"], dist.Delta)
         or isinstance(getattr(site["fn"], "base_dist", None), dist.Delta)
@@ -176,10 +184,9 @@ def log_likelihood(
     sample_chunk = min(num_samples, MAX_ELEMENTS)
     data_chunk = max(1, MAX_ELEMENTS // sample_chunk)
     out = []
-    with module_local_params(model, guide), pyro.validation_enabled(False):
-        chunks = _split(as_args(x), data_chunk)
+    with inference(model, guide), pyro.validation_enabled(False):
         bar = tqdm(
-            chunks,
+            chunks(x, data_chunk),
             desc=f"log p(x), k={num_samples}",
             unit="chunk",
             leave=False,
@@ -194,13 +201,20 @@ def log_likelihood(
     return torch.cat(out)
 
 
+def bits_per_dim(nats: float, x_dim: int, levels: int | None = 256) -> float:
+    """Bits per dimension of 8-bit data from -log p(x) in nats per datum. A likelihood over
+    the 256 levels (``levels=256``) gives probability masses, converted as they are; for a
+    density over [0, 1] (``levels=None``) log 255 nats per dimension are added, the log-width of
+    one level's bin (1/255), which makes it the mass of that bin under a density flat across it
+    (an approximation without dequantization, so not comparable with published figures)."""
+    offset = 0.0 if levels == 256 else math.log(255)
+    return (nats / x_dim + offset) / math.log(2)
+
+
 def summary(
     model: nn.Module, guide: nn.Module, x: Data, num_samples: int = 5000
 ) -> dict[str, float]:
     """Test ELBO and log p(x) (mean and standard error over data), nats per datum."""
-    was_training = model.training, guide.training
-    model.eval()
-    guide.eval()
     result: dict[str, float] = {"n_data": as_args(x)[0].shape[0], "elbo": elbo(model, guide, x)}
     if num_samples > 0 and not point_estimate(guide, x):
         ll = log_likelihood(model, guide, x, num_samples)
@@ -209,6 +223,4 @@ def summary(
             "log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else 0.0,
             "importance_samples": num_samples,
         }
-    model.train(was_training[0])
-    guide.train(was_training[1])
     return result

@@ -7,19 +7,23 @@ from pyro import poutine
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from .runtime import module_local_params
+from .data import as_input
+from .runtime import inference
 
 
 @torch.no_grad()
 def encode(guide: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
-    """Posterior means E_q[z | x]; a draw of z where the mean has no closed form (flows) or the
-    guide has no ``posterior``."""
+    """The guide's point summary of z for each datum of ``x`` (stored images or model
+    inputs): ``guide.point(x)``, the posterior mean E_q[z | x] for the Normal guides (each
+    guide documents its own); a draw z ~ q(z | x) for a guide without ``point``."""
+    point = getattr(guide, "point", None)
     out = []
-    with module_local_params(guide):
+    with inference(guide):
         for xb in x.split(batch_size):
-            try:
-                out.append(guide.posterior(xb).mean)
-            except (AttributeError, NotImplementedError):
+            xb = as_input(xb)
+            if point is not None:
+                out.append(point(xb))
+            else:
                 out.append(poutine.trace(guide).get_trace(xb).nodes["z"]["value"])
     return torch.cat(out)
 
@@ -27,7 +31,7 @@ def encode(guide: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
 @torch.no_grad()
 def decode(model: nn.Module, z: Tensor, batch_size: int = 1000) -> Tensor:
     """Decoded images E[x | z] for a batch of codes."""
-    with module_local_params(model):
+    with inference(model):
         return torch.cat([model.decode(zb).mean for zb in z.split(batch_size)])
 
 

@@ -11,7 +11,9 @@ Optional attributes read by the model:
 
 - ``params_per_pixel`` (default 1): how many decoder outputs each pixel needs;
 - ``data_hint``: one line telling the user what data the likelihood expects, shown when data
-  falls outside its support.
+  falls outside its support;
+- ``levels``: 256 for a distribution over the 256 levels of 8-bit data (its log-likelihood is
+  then in nats of a probability mass, and bits per dimension need no offset).
 
 Likelihoods with parameters are ``nn.Module`` s, learned with the model.
 """
@@ -88,6 +90,24 @@ class NormalPixelScale(nn.Module):
         loc, raw = out.chunk(2, dim=-1)
         scale = F.softplus(raw) + 1e-3
         return dist.Normal(loc, scale, validate_args=False).to_event(1)
+
+
+class NormalChannelScale(nn.Module):
+    """p(x|z) = prod_i N(x_i; f(z)_i, sigma_c(i)^2): a learned scale per colour channel (one
+    for grey images), shared by the channel's pixels."""
+
+    data_hint = "Normal needs finite real-valued data"
+
+    def __init__(self, image_shape: tuple[int, ...] | None = None, x_dim: int = 1) -> None:
+        super().__init__()
+        shape = tuple(image_shape or (x_dim,))
+        channels = shape[0] if len(shape) == 3 else 1
+        self.pixels = x_dim // channels
+        self.log_scale = nn.Parameter(torch.full((channels,), -2.0))
+
+    def forward(self, out: Tensor) -> Distribution:
+        scale = self.log_scale.exp().repeat_interleave(self.pixels)
+        return dist.Normal(out, scale, validate_args=False).to_event(1)
 
 
 class Laplace(nn.Module):
@@ -178,6 +198,7 @@ class DiscretizedLogistic(nn.Module):
     images scaled to [0, 1]: two decoder outputs per pixel (log s clamped at -7)."""
 
     params_per_pixel = 2
+    levels = 256
     data_hint = (
         "the discretized logistic needs 8-bit grey levels k/255 (use --binarize none on "
         "MNIST-like data; binarized data are levels 0 and 1 and fit too)"
@@ -186,6 +207,74 @@ class DiscretizedLogistic(nn.Module):
     def forward(self, out: Tensor) -> Distribution:
         loc, log_scale = out.chunk(2, dim=-1)
         return DiscretizedLogisticDistribution(loc, log_scale.clamp_min(-7.0)).to_event(1)
+
+
+class DiscretizedLogisticMixtureDistribution(TorchDistribution):
+    """A mixture of K discretized logistics per value over the 256 levels k / 255 (Salimans et
+    al. 2017, without PixelCNN++'s coupling of the colour channels): parameters have a
+    trailing axis of K components."""
+
+    arg_constraints: ClassVar[dict] = {
+        "logits": constraints.real,
+        "loc": constraints.real,
+        "log_scale": constraints.real,
+    }
+    support = eight_bit
+
+    def __init__(
+        self, logits: Tensor, loc: Tensor, log_scale: Tensor, validate_args: bool | None = None
+    ):
+        self.logits, self.loc, self.log_scale = torch.broadcast_tensors(logits, loc, log_scale)
+        self.components = DiscretizedLogisticDistribution(self.loc, self.log_scale)
+        super().__init__(self.loc.shape[:-1], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):  # type: ignore[no-untyped-def]
+        shape = (*batch_shape, self.loc.shape[-1])
+        return DiscretizedLogisticMixtureDistribution(
+            self.logits.expand(shape), self.loc.expand(shape), self.log_scale.expand(shape)
+        )
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        weights = torch.log_softmax(self.logits, -1)
+        return torch.logsumexp(weights + self.components.log_prob(value[..., None]), -1)
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        with torch.no_grad():
+            shape = self._extended_shape(torch.Size(sample_shape))
+            k = dist.Categorical(logits=self.logits).sample(sample_shape)[..., None]
+            picked = DiscretizedLogisticDistribution(
+                self.loc.expand(*shape, -1).gather(-1, k).squeeze(-1),
+                self.log_scale.expand(*shape, -1).gather(-1, k).squeeze(-1),
+            )
+            return picked.sample()
+
+    @property
+    def mean(self) -> Tensor:
+        return (torch.softmax(self.logits, -1) * self.components.mean).sum(-1)
+
+
+class DiscretizedLogisticMixture(nn.Module):
+    """p(x|z) = prod_i sum_k pi_ik(z) DiscretizedLogistic(x_i; mu_ik(z), s_ik(z)) over the 256
+    levels of 8-bit data: ``3 * components`` decoder outputs per value (weights, locations,
+    log-scales clamped at -7), each colour channel its own mixture."""
+
+    levels = 256
+    data_hint = DiscretizedLogistic.data_hint
+
+    def __init__(self, components: int = 5) -> None:
+        super().__init__()
+        if components < 1:
+            raise ValueError(f"a mixture needs at least 1 component; got {components}")
+        self.components = components
+        self.params_per_pixel = 3 * components
+
+    def forward(self, out: Tensor) -> Distribution:
+        k = self.components
+        # channel-major decoder output: parameter j of every value, for j = 0 .. 3k - 1
+        params = out.unflatten(-1, (3 * k, -1)).movedim(-2, -1)
+        logits, loc, log_scale = params.split(k, dim=-1)
+        d = DiscretizedLogisticMixtureDistribution(logits, loc, log_scale.clamp_min(-7.0))
+        return d.to_event(1)
 
 
 def check_support(d: Distribution, x: Tensor, likelihood: object) -> None:
@@ -223,8 +312,16 @@ LIKELIHOODS.register(
 )
 LIKELIHOODS.register("normal", Normal, "Gaussian with one learned scale")
 LIKELIHOODS.register("normal-pixel", NormalPixelScale, "Gaussian with a predicted scale per pixel")
+LIKELIHOODS.register(
+    "normal-channel", NormalChannelScale, "Gaussian with a learned scale per colour channel"
+)
 LIKELIHOODS.register("laplace", Laplace, "Laplace with a learned scale")
 LIKELIHOODS.register("logistic256", DiscretizedLogistic, "discretized logistic over 256 levels")
+LIKELIHOODS.register(
+    "logistic-mixture",
+    DiscretizedLogisticMixture,
+    "mixture of 5 discretized logistics per value, 256 levels",
+)
 
 __all__ = [
     "LIKELIHOODS",

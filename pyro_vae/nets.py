@@ -12,7 +12,7 @@ from .registry import Registry
 # the encoder/decoder families a config can name (the kinds build them)
 NETS: Registry = Registry("net")
 NETS.register("mlp", "mlp", "fully connected (default)")
-NETS.register("conv", "conv", "convolutional, for images with sides divisible by 4")
+NETS.register("conv", "conv", "convolutional, for images (C, H, W): depth grows with the size")
 
 ACTIVATIONS: Registry = Registry("activation")
 ACTIVATIONS.register("elu", nn.ELU)
@@ -26,19 +26,35 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS.choose(name)()
 
 
+def hidden_layers(
+    in_dim: int, hidden: Sequence[int], act: str = "elu", batch_norm: bool = False
+) -> nn.Sequential:
+    """``in_dim -> hidden...``, each layer affine (-> BatchNorm1d) -> activation."""
+    layers: list[nn.Module] = []
+    for w_in, w_out in itertools.pairwise([in_dim, *hidden]):
+        norm = [nn.BatchNorm1d(w_out)] if batch_norm else []
+        layers += [nn.Linear(w_in, w_out), *norm, activation(act)]
+    return nn.Sequential(*layers)
+
+
 class MLP(nn.Sequential):
     """Fully connected net ``in_dim -> hidden... -> out_dim`` with no activation on the output.
 
-    ``hidden=()`` gives a single affine map (the linear decoder of probabilistic PCA).
+    ``hidden=()`` gives a single affine map (the linear decoder of probabilistic PCA). With
+    ``batch_norm``, each hidden layer is affine -> BatchNorm1d -> activation (batch statistics
+    in training, running averages after ``.eval()``).
     """
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "elu") -> None:
-        widths = [in_dim, *hidden]
-        layers: list[nn.Module] = []
-        for w_in, w_out in itertools.pairwise(widths):
-            layers += [nn.Linear(w_in, w_out), activation(act)]
-        layers.append(nn.Linear(widths[-1], out_dim))
-        super().__init__(*layers)
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        act: str = "elu",
+        batch_norm: bool = False,
+    ) -> None:
+        layers = list(hidden_layers(in_dim, hidden, act, batch_norm))
+        super().__init__(*layers, nn.Linear(([in_dim, *hidden])[-1], out_dim))
         self.in_dim, self.out_dim = in_dim, out_dim
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,60 +91,131 @@ class ConditionalMLP(nn.Module):
         return self.rest(self.act(h))
 
 
+# channels of the convolutional nets at each halving of the image sides (then 256)
+CONV_CHANNELS = (32, 64, 128, 256)
+
+
+def conv_levels(image_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """The (H, W) of each level of the convolutional nets: the image, then each stride-2
+    halving while both sides are at least 8 (at least one halving): 28 -> 14 -> 7,
+    32 -> 16 -> 8 -> 4, 64 -> ... -> 4, 109 x 89 -> 54 x 44 -> ... -> 6 x 5."""
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) not in (2, 3) or min(shape[-2:]) < 2:
+        raise ValueError(
+            f"the convolutional nets need images (C, H, W) with sides of at least 2; got "
+            f"{shape}: use --net mlp"
+        )
+    h, w = shape[-2:]
+    levels = [(h, w)]
+    while len(levels) == 1 or min(h, w) >= 8:
+        h, w = h // 2, w // 2
+        levels.append((h, w))
+    return levels
+
+
+def _channels(level: int) -> int:
+    return CONV_CHANNELS[min(level, len(CONV_CHANNELS) - 1)]
+
+
+class ResidualBlock(nn.Module):
+    """x + conv3x3(act(conv3x3(act(x)))), same channels and size."""
+
+    def __init__(self, channels: int, act: str = "elu") -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            activation(act),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            activation(act),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
 class ConvEncoder(nn.Module):
-    """Images (batch, H*W) -> (batch, out_dim): two stride-2 4x4 convolutions (32 and 64
-    channels, H and W divisible by 4), then a hidden layer of ``hidden`` units."""
+    """Images (batch, C*H*W) -> (batch, out_dim): stride-2 4x4 convolutions halving the sides
+    (see :func:`conv_levels`; 2 for 28 x 28, 3 for 32 x 32, 4 for 64 x 64) with 32, 64, 128,
+    256 channels, each followed by a residual block with ``residual``; then a hidden layer of
+    ``hidden`` units. For 28 x 28 grey images this is the two-layer net of the earlier
+    releases (same parameter names)."""
 
     def __init__(
-        self, image_shape: Sequence[int], out_dim: int, hidden: int = 256, act: str = "elu"
+        self,
+        image_shape: Sequence[int],
+        out_dim: int,
+        hidden: int = 256,
+        act: str = "elu",
+        residual: bool = False,
     ) -> None:
         super().__init__()
-        h, w = _conv_grid(image_shape)
-        self.image_shape = tuple(image_shape)
-        self.net = nn.Sequential(
-            nn.Conv2d(1, 32, 4, stride=2, padding=1),
-            activation(act),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1),
-            activation(act),
+        self.image_shape = _chw(image_shape)
+        levels = conv_levels(self.image_shape)
+        layers: list[nn.Module] = []
+        c_in = self.image_shape[0]
+        for i in range(1, len(levels)):
+            c_out = _channels(i - 1)
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), activation(act)]
+            if residual:
+                layers.append(ResidualBlock(c_out, act))
+            c_in = c_out
+        h, w = levels[-1]
+        layers += [
             nn.Flatten(),
-            nn.Linear(64 * h * w, hidden),
+            nn.Linear(c_in * h * w, hidden),
             activation(act),
             nn.Linear(hidden, out_dim),
-        )
+        ]
+        self.net = nn.Sequential(*layers)
         self.out_dim = out_dim
 
     def forward(self, x: Tensor) -> Tensor:
         batch = x.shape[:-1]
-        y = self.net(x.reshape(-1, 1, *self.image_shape))
+        y = self.net(x.reshape(-1, *self.image_shape))
         return y.reshape(*batch, self.out_dim)
 
 
 class ConvDecoder(nn.Module):
-    """Codes (batch, z_dim) -> (batch, channels*H*W), channel-major (all of channel 0, then
-    channel 1...): a hidden layer, then two stride-2 4x4 transposed convolutions."""
+    """Codes (batch, z_dim) -> (batch, params_per_pixel * C*H*W): a hidden layer, then
+    stride-2 4x4 transposed convolutions mirroring :class:`ConvEncoder` up to
+    ``params_per_pixel * C`` output channels. The output is channel-major: all of the first
+    parameter's C channels (in the data's (C, H, W) order), then the second's, as the
+    likelihoods split it."""
 
     def __init__(
         self,
         z_dim: int,
         image_shape: Sequence[int],
-        channels: int = 1,
+        params_per_pixel: int = 1,
         hidden: int = 256,
         act: str = "elu",
+        residual: bool = False,
     ) -> None:
         super().__init__()
-        self.grid = _conv_grid(image_shape)
-        self.channels = channels
-        self.out_dim = channels * int(image_shape[0]) * int(image_shape[1])
-        self.net = nn.Sequential(
+        c, h, w = _chw(image_shape)
+        levels = conv_levels((c, h, w))
+        self.out_dim = params_per_pixel * c * h * w
+        top = len(levels) - 1
+        c_top = _channels(top - 1)
+        layers: list[nn.Module] = [
             nn.Linear(z_dim, hidden),
             activation(act),
-            nn.Linear(hidden, 64 * self.grid[0] * self.grid[1]),
+            nn.Linear(hidden, c_top * levels[-1][0] * levels[-1][1]),
             activation(act),
-            nn.Unflatten(1, (64, *self.grid)),
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
-            activation(act),
-            nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1),
-        )
+            nn.Unflatten(1, (c_top, *levels[-1])),
+        ]
+        c_in = c_top
+        for i in range(top, 0, -1):
+            (h_in, w_in), (h_out, w_out) = levels[i], levels[i - 1]
+            if residual:
+                layers.append(ResidualBlock(c_in, act))
+            c_out = _channels(i - 2) if i > 1 else params_per_pixel * c
+            pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 1 where the side was odd
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, output_padding=pad))
+            if i > 1:
+                layers.append(activation(act))
+            c_in = c_out
+        self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
         batch = z.shape[:-1]
@@ -136,10 +223,10 @@ class ConvDecoder(nn.Module):
         return y.reshape(*batch, self.out_dim)
 
 
-def _conv_grid(image_shape: Sequence[int]) -> tuple[int, int]:
-    if len(image_shape) != 2 or image_shape[0] % 4 or image_shape[1] % 4:
-        raise ValueError(
-            f"the convolutional nets need 2-D images with sides divisible by 4; got "
-            f"{tuple(image_shape)}: use --net mlp"
-        )
-    return int(image_shape[0]) // 4, int(image_shape[1]) // 4
+def _chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2:
+        return (1, *shape)
+    if len(shape) != 3:
+        raise ValueError(f"an image shape is (C, H, W) or (H, W), not {shape}")
+    return shape  # type: ignore[return-value]

@@ -19,16 +19,33 @@ from torch import Tensor
 GAP, GAP_SHADE = 2, 0.15  # pixels between images, and their shade (0 white, 1 black)
 
 
+def chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(C, H, W) of an image shape given as (C, H, W) or (H, W)."""
+    shape = tuple(int(s) for s in image_shape)
+    return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
+
+
 def tile(images: Tensor, image_shape: Sequence[int], ncol: int) -> Tensor:
-    """Arrange (n, x_dim) images into one array, ``ncol`` per row, with light-grey gaps."""
-    h, w = image_shape
+    """Arrange (n, x_dim) images in [0, 1] into one array, ``ncol`` per row, with light-grey
+    gaps: (rows, cols) for grey images, (rows, cols, 3) RGB for colour ones."""
+    c, h, w = chw(image_shape)
     n = images.shape[0]
     nrow = math.ceil(n / ncol)
-    canvas = torch.full((nrow * (h + GAP) - GAP, ncol * (w + GAP) - GAP), GAP_SHADE)
-    for i, img in enumerate(images.detach().float().cpu().reshape(n, h, w)):
-        r, c = divmod(i, ncol)
-        canvas[r * (h + GAP) : r * (h + GAP) + h, c * (w + GAP) : c * (w + GAP) + w] = img
-    return canvas
+    # grey images are drawn ink-on-paper (gray_r), colour ones as they are
+    shade = GAP_SHADE if c == 1 else 1 - GAP_SHADE
+    canvas = torch.full((c, nrow * (h + GAP) - GAP, ncol * (w + GAP) - GAP), shade)
+    for i, img in enumerate(images.detach().float().cpu().reshape(n, c, h, w).clamp(0, 1)):
+        r, col = divmod(i, ncol)
+        canvas[:, r * (h + GAP) : r * (h + GAP) + h, col * (w + GAP) : col * (w + GAP) + w] = img
+    return canvas[0] if c == 1 else canvas.permute(1, 2, 0)
+
+
+def show(ax: plt.Axes, canvas: Tensor) -> None:
+    """Draw a :func:`tile` canvas: grey ink on paper, or RGB."""
+    if canvas.dim() == 3:
+        ax.imshow(canvas.numpy(), interpolation="nearest")
+    else:
+        ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
 
 
 def save_grid(
@@ -39,7 +56,7 @@ def save_grid(
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
 ) -> Path:
-    """Save (n, x_dim) images in [0, 1] as one grey grid PNG."""
+    """Save (n, x_dim) images in [0, 1] as one grid PNG (grey or colour, by ``image_shape``)."""
     return _save(grid_figure(images, image_shape, ncol, title, row_labels), path)
 
 
@@ -51,14 +68,15 @@ def grid_figure(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
 ) -> plt.Figure:
-    """(n, x_dim) images in [0, 1] as one grey grid, ``ncol`` per row."""
+    """(n, x_dim) images in [0, 1] as one grid, ``ncol`` per row."""
     canvas = tile(images, image_shape, ncol)
-    h = image_shape[0]
-    fig_w = max(3.0, canvas.shape[1] / 28 * 0.6)
-    fig_h = canvas.shape[0] / 28 * 0.6 + (0.4 if title else 0.1)
+    _, h, w = chw(image_shape)
+    # about 0.6 inch per 28 pixels, at most 16 inches wide
+    inch = min(0.6 / 28, 16.0 / canvas.shape[1])
+    fig_w = max(3.0, canvas.shape[1] * inch)
+    fig_h = canvas.shape[0] * inch + (0.4 if title else 0.1)
     fig, ax = plt.subplots(figsize=(fig_w + (1.6 if row_labels else 0.0), fig_h))
-    ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    w = image_shape[1] if len(image_shape) > 1 else image_shape[0]
+    show(ax, canvas)
     if col_labels:
         ax.set_xticks([c * (w + GAP) + w / 2 for c in range(len(col_labels))], col_labels)
         ax.tick_params(axis="x", length=0, labelsize=8)
@@ -88,10 +106,10 @@ def manifold_figure(
     (``z_cols`` along x, ``z_rows`` along y from top to bottom)."""
     n_rows, n_cols = len(z_rows), len(z_cols)
     canvas = tile(images, image_shape, n_cols)
-    h, w = image_shape
+    _, h, w = chw(image_shape)
     size = min(9.0, 0.45 * max(n_rows, n_cols))
     fig, ax = plt.subplots(figsize=(size * w / h * n_cols / max(n_rows, n_cols) + 1, size + 0.8))
-    ax.imshow(canvas.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    show(ax, canvas)
     step = max(1, n_cols // 10)
     ax.set_xticks(
         [c * (w + GAP) + w / 2 for c in range(0, n_cols, step)],

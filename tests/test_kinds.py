@@ -134,6 +134,7 @@ LAYERS = [
         "models",
         "objectives",
         "data",
+        "imagefiles",
         "checkpoint",
         "evaluate",
         "predictive",
@@ -266,7 +267,7 @@ def test_a_run_on_a_users_data_loads_without_them(tmp_path):
         progress=False,
     )
     again = runs.load(tmp_path / "r" / "checkpoint.pt")
-    assert again.test_data is None and again.data.image_shape == (4, 4)
+    assert again.test_data is None and again.data.image_shape == (1, 4, 4)
     with pytest.raises(ValueError, match="unknown dataset 'toy'"):
         runs.load(tmp_path / "r" / "checkpoint.pt", dataset=True)
 

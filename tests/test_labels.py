@@ -254,11 +254,11 @@ def test_label_models_need_labelled_data(label_config):
 
 def test_supervised_only_classifier_trains_through_the_trainer(label_config):
     ds = data.load("mnist", label_config.data_dir).subset(500, 200)
-    x, y = torch.bernoulli(ds.train), data.one_hot(ds.train_labels, K)
+    x, y = torch.bernoulli(data.as_input(ds.train)), data.one_hot(ds.train_labels, K)
     model = Classifier(X_DIM, K, (32,))
     trainer = Trainer(model, NoLatents(), label_config, torch.device("cpu"))
     history = trainer.fit(
-        (x, y), 5, test=(torch.bernoulli(ds.test), data.one_hot(ds.test_labels, K))
+        (x, y), 5, test=(torch.bernoulli(data.as_input(ds.test)), data.one_hot(ds.test_labels, K))
     )
     # no latents: the ELBO is the labels' log-likelihood, a negative cross-entropy
     assert history[-1]["test_kl"] == 0.0 and history[-1]["test_elbo"] > history[0]["test_elbo"]

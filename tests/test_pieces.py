@@ -320,22 +320,24 @@ def test_meanfield_elbo_refuses_a_flow_guide():
         Trainer(model, guide, TrainConfig(elbo="meanfield"), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("shape", [(28, 28), (28, 20)])
+@pytest.mark.parametrize("shape", [(28, 28), (28, 20), (3, 32, 32), (3, 9, 11)])
 def test_conv_nets_shapes_and_particle_dims(shape):
     from pyro_vae import evaluate
     from pyro_vae.config import ModelConfig
     from pyro_vae.nets import ConvDecoder, ConvEncoder
 
-    x_dim = shape[0] * shape[1]
-    assert ConvEncoder(shape, 7)(torch.rand(3, x_dim)).shape == (3, 7)
-    assert ConvDecoder(4, shape, channels=2)(torch.randn(5, 3, 4)).shape == (5, 3, 2 * x_dim)
+    x_dim = math.prod(shape)
+    for residual in (False, True):
+        assert ConvEncoder(shape, 7, residual=residual)(torch.rand(3, x_dim)).shape == (3, 7)
+        decoder = ConvDecoder(4, shape, 2, residual=residual)
+        assert decoder(torch.randn(5, 3, 4)).shape == (5, 3, 2 * x_dim)
     model, guide = build(
         ModelConfig(x_dim=x_dim, z_dim=4, hidden=(32,), net="conv", image_shape=shape)
     )
     x = torch.bernoulli(torch.rand(6, x_dim) * 0.3)
     ll = evaluate.log_likelihood(model, guide, x, num_samples=7)  # (particles, data, z) codes
     assert ll.shape == (6,) and torch.isfinite(ll).all()
-    with pytest.raises(ValueError, match="divisible by 4"):
-        build(ModelConfig(x_dim=30, z_dim=2, net="conv", image_shape=(5, 6)))
+    with pytest.raises(ValueError, match="sides of at least 2"):
+        build(ModelConfig(x_dim=6, z_dim=2, net="conv", image_shape=(1, 6)))
     with pytest.raises(ValueError, match="unknown net 'rnn'"):
         ModelConfig(net="rnn")

@@ -165,7 +165,7 @@ def test_checkpoint_round_trip_restores_model_and_guide(small_config, tmp_path):
     run, _ = runs.train(SMALL, replace(small_config, epochs=1), tmp_path / "r", progress=False)
     loaded = runs.load(tmp_path / "r" / "checkpoint.pt", device="cpu")
     assert loaded.model_config == run.model_config
-    x = loaded.data.test[:5]
+    x = data.as_input(loaded.data.test[:5])  # stored uint8 images -> float rows
     assert torch.equal(loaded.guide.posterior(x).mean, run.guide.posterior(x).mean)
     assert torch.equal(loaded.model.decoder(torch.ones(1, 4)), run.model.decoder(torch.ones(1, 4)))
 

@@ -25,7 +25,7 @@ from ..guides import GUIDES
 from ..nets import ACTIVATIONS, NETS, ConvDecoder, ConvEncoder
 from ..priors import PRIORS
 from ..registry import Registry, construct
-from ..runtime import module_local_params
+from ..runtime import inference
 
 # Model kinds by name; a kind registers itself with ``@register`` where it is defined.
 KINDS: Registry = Registry("model kind", group="pyro_vae.kinds")
@@ -100,10 +100,9 @@ class ModelKind:
         if config.image_shape is None:
             raise ValueError("--net conv needs the data's image_shape (set by the run)")
         width = config.hidden[0] if config.hidden else 256
-        encoder = ConvEncoder(config.image_shape, encoder_width, width, config.activation)
-        decoder = ConvDecoder(
-            config.z_dim, config.image_shape, params_per_pixel, width, config.activation
-        )
+        shape, act, res = config.image_shape, config.activation, config.residual
+        encoder = ConvEncoder(shape, encoder_width, width, act, res)
+        decoder = ConvDecoder(config.z_dim, shape, params_per_pixel, width, act, res)
         return encoder, decoder
 
     def require_mlp(self, config: Any) -> None:
@@ -157,9 +156,8 @@ class ModelKind:
     @torch.no_grad()
     def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
         """The guide's point summary of every latent site, per datum (``pyro-vae encode``)."""
-        x = evaluate.as_args(test)[0]
         with _local(run):
-            return {"z": torch.cat([run.guide.point(xb) for xb in x.split(1000)])}
+            return {"z": torch.cat([run.guide.point(xb) for xb, *_ in evaluate.chunks(test, 1000)])}
 
     reconstruction_title: ClassVar[str] = (
         "test data (top) and reconstructions E[x|z], z = mean of q(z|x) (bottom)"
@@ -206,7 +204,7 @@ def active_units(codes: Tensor, threshold: float = ACTIVE) -> int:
 
 def test_examples(run: Any, n: int = 10) -> Tensor:
     """``n`` test data chosen with a fixed seed (the same in every figure of a run)."""
-    return run.data.test[test_indices(run, n)]
+    return data.as_input(run.data.test[test_indices(run, n)])
 
 
 def test_indices(run: Any, n: int = 10) -> Tensor:
@@ -220,7 +218,7 @@ def _columns(n: int) -> int:
 
 
 def _local(run: Any) -> Any:
-    return module_local_params(run.model, run.guide)
+    return inference(run.model, run.guide)
 
 
 __all__ = ["KINDS", "ModelKind", "active_units", "build", "kind_of", "register"]

@@ -62,20 +62,15 @@ class CVAE(ModelKind):
 
     @torch.no_grad()
     def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
-        args = evaluate.as_args(test)
         with _local(run):
-            return {
-                "z": torch.cat(
-                    [run.guide.point(*b) for b in zip(*(a.split(1000) for a in args), strict=True)]
-                )
-            }
+            return {"z": torch.cat([run.guide.point(*b) for b in evaluate.chunks(test, 1000)])}
 
     def figures(self, run: Any, out: Path, draws: int = 10) -> list[Path]:
         """Reconstructions given the label, a class-conditional grid (one row per class,
         columns are prior draws of z) and style transfer (each test datum re-decoded with
         every label)."""
         idx = test_indices(run)
-        x = run.data.test[idx]
+        x = data.as_input(run.data.test[idx])
         y = data.one_hot(run.data.test_labels[idx], run.model_config.num_classes)
         with _local(run):
             transfer = predictive.style_transfer(run.model, run.guide, x, y)

@@ -63,9 +63,8 @@ class HierarchicalVAE(ModelKind):
     @torch.no_grad()
     def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
         """Both layers' point summaries (see the guides' ``point``)."""
-        x = evaluate.as_args(test)[0]
         with _local(run):
-            parts = [run.guide.point(xb) for xb in x.split(1000)]
+            parts = [run.guide.point(xb) for xb, *_ in evaluate.chunks(test, 1000)]
         return {site: torch.cat([p[site] for p in parts]) for site in ("z1", "z2")}
 
     def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:

@@ -95,8 +95,8 @@ class M2(CVAE):
     @torch.no_grad()
     def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
         """z at the most probable class, and q(y | x)'s probabilities."""
-        x = evaluate.as_args(test)[0]
         with _local(run):
-            z = torch.cat([run.guide.point(xb) for xb in x.split(1000)])
-            probs = torch.cat([run.guide.classify(xb) for xb in x.split(1000)])
+            parts = evaluate.chunks(evaluate.as_args(test)[0], 1000)
+            z = torch.cat([run.guide.point(xb) for (xb,) in parts])
+            probs = torch.cat([run.guide.classify(xb) for (xb,) in parts])
         return {"z": z, "y_probs": probs}
