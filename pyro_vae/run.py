@@ -25,7 +25,14 @@ from .evaluate import Data
 from .figures import write_figures
 from .kinds import ModelKind, kind_of
 from .likelihoods import accepts_grey_levels
-from .runfolder import BitsPerDim, RunFolder, describe, format_summary, write_json
+from .runfolder import (
+    BitsPerDim,
+    RunFolder,
+    TensorBoard,
+    describe,
+    format_summary,
+    write_json,
+)
 from .runtime import resolve_device, set_seed
 from .train import Hook, Trainer
 
@@ -66,6 +73,17 @@ def resolve_binarize(binarize: str, model: nn.Module, dataset: data.Dataset) -> 
     return binarize
 
 
+def data_budget(train_config: TrainConfig, device: torch.device) -> float | None:
+    """Bytes the training images may take on ``device`` (``--data-memory``; by default half
+    the free memory of a CUDA device, no limit on the CPU)."""
+    if train_config.data_memory is not None:
+        return train_config.data_memory * 2**30
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 2
+    return None
+
+
 def build(
     model_config: ModelConfig, train_config: TrainConfig, dataset: data.Dataset | None = None
 ) -> Run:
@@ -86,7 +104,8 @@ def build(
     )
     model, guide = kind.build(model_config)
     binarize = resolve_binarize(train_config.binarize, model, dataset)
-    dataset = data.prepare(dataset, binarize, seed=train_config.seed).to(device)
+    dataset = data.prepare(dataset, binarize, seed=train_config.seed)
+    dataset = dataset.to(device, data_budget(train_config, device))
     evaluate.check_data(model, dataset.test)
     if binarize == "none":
         evaluate.check_data(model, dataset.train)
@@ -154,6 +173,7 @@ def train(
         file=sys.stderr,
     )
     # the kind's hooks add their columns to the epoch's row before RunFolder writes it
+    board = TensorBoard(out) if train_config.tensorboard else None
     run.trainer.fit(
         run.train_data,
         train_config.epochs,
@@ -164,10 +184,11 @@ def train(
             *([BitsPerDim(run)] if eight_bit(run) else []),
             *hooks,
             RunFolder(run, out),
+            *([board] if board else []),
         ],
         progress=progress,
     )
-    result = finish(run, out)
+    result = finish(run, out, board)
     print(f"output folder: {out}", file=sys.stderr)
     return run, result
 
@@ -198,15 +219,22 @@ def eight_bit(run: Run) -> bool:
     return run.binarize == "none" and run.data.is_8bit
 
 
-def finish(run: Run, out: Path) -> dict[str, Any]:
-    """Evaluate on the test set and write evaluation.json and the figures."""
+def finish(run: Run, out: Path, board: TensorBoard | None = None) -> dict[str, Any]:
+    """Evaluate on the test set and write evaluation.json and the figures (also to
+    TensorBoard, with ``board``)."""
     result = evaluation(run)
     if run.trainer.history:
         result["seconds_per_epoch_median"] = statistics.median(
             r["seconds"] for r in run.trainer.history
         )
     write_json(out / "evaluation.json", result)
-    write_figures(run, out)
+    files = write_figures(run, out)
+    if board is not None:
+        board.figures(files, run.trainer.epoch)
+        for key in ("elbo", "log_likelihood", "bits_per_dim"):
+            if key in result:
+                board.writer.add_scalar(f"final/{key}", result[key], run.trainer.epoch)
+        board.close()
     print(format_summary(result, run.kind), file=sys.stderr)
     return result
 

@@ -57,6 +57,44 @@ class BitsPerDim:
         row["test_bits_per_dim"] = evaluate.bits_per_dim(-row["test_elbo"], self.x_dim, self.levels)
 
 
+class TensorBoard:
+    """Training hook writing TensorBoard event files into the run folder (``--tensorboard``):
+    each epoch's numbers as scalars (``train/elbo``, ``test/elbo``, ...), and, through
+    :meth:`figures`, the run's PNGs as images. Needs the ``tensorboard`` package."""
+
+    def __init__(self, out: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ImportError(
+                f"--tensorboard needs the tensorboard package ({e}): pip install tensorboard"
+            ) from None
+        self.writer = SummaryWriter(log_dir=str(out))
+
+    def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        for key, value in row.items():
+            if key in ("epoch", "step"):
+                continue
+            split, _, name = key.partition("_")
+            tag = f"{split}/{name}" if split in ("train", "test") else f"run/{key}"
+            self.writer.add_scalar(tag, value, row["epoch"])
+        self.writer.flush()
+
+    def figures(self, paths: Sequence[Path], step: int) -> None:
+        import numpy as np
+        from PIL import Image
+
+        for path in paths:
+            if path.suffix == ".png":
+                with Image.open(path) as img:
+                    array = np.asarray(img.convert("RGB"))
+                self.writer.add_image(path.stem, array, step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 BASE_COLUMNS = {
     "epoch",
     "step",

