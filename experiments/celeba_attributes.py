@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     shape,
                     ncol=len(multiples) + 1,
                     col_labels=["input", *(f"{m:g}" for m in args.multiples)],
-                    title=f"{name}: z + a v, v = mean code with minus without (a per column)",
+                    title=f"{name}: decoded z + a v, v = mean code of faces with it minus "
+                    "mean code of faces without (a per column)",
                 ),
                 path,
             )

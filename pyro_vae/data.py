@@ -153,7 +153,7 @@ def chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) == 2:
         return (1, *shape)
     if len(shape) != 3:
-        raise DataError(f"an image shape is (C, H, W) or (H, W), not {shape}")
+        raise ValueError(f"an image shape is (C, H, W) or (H, W), not {shape}")
     return shape  # type: ignore[return-value]
 
 

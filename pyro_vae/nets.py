@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from .data import chw
 from .registry import Registry
 
 # the encoder/decoder families a config can name (the kinds build them)
@@ -149,7 +150,7 @@ class ConvEncoder(nn.Module):
         residual: bool = False,
     ) -> None:
         super().__init__()
-        self.image_shape = _chw(image_shape)
+        self.image_shape = chw(image_shape)
         levels = conv_levels(self.image_shape)
         layers: list[nn.Module] = []
         c_in = self.image_shape[0]
@@ -192,7 +193,7 @@ class ConvDecoder(nn.Module):
         residual: bool = False,
     ) -> None:
         super().__init__()
-        c, h, w = _chw(image_shape)
+        c, h, w = chw(image_shape)
         levels = conv_levels((c, h, w))
         self.out_dim = params_per_pixel * c * h * w
         top = len(levels) - 1
@@ -221,12 +222,3 @@ class ConvDecoder(nn.Module):
         batch = z.shape[:-1]
         y = self.net(z.reshape(-1, z.shape[-1]))
         return y.reshape(*batch, self.out_dim)
-
-
-def _chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in image_shape)
-    if len(shape) == 2:
-        return (1, *shape)
-    if len(shape) != 3:
-        raise ValueError(f"an image shape is (C, H, W) or (H, W), not {shape}")
-    return shape  # type: ignore[return-value]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,13 +17,9 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from .data import chw
+
 GAP, GAP_SHADE = 2, 0.15  # pixels between images, and their shade (0 white, 1 black)
-
-
-def chw(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    """(C, H, W) of an image shape given as (C, H, W) or (H, W)."""
-    shape = tuple(int(s) for s in image_shape)
-    return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
 
 
 def tile(images: Tensor, image_shape: Sequence[int], ncol: int) -> Tensor:
@@ -74,7 +71,9 @@ def grid_figure(
     # about 0.6 inch per 28 pixels, at most 16 inches wide
     inch = min(0.6 / 28, 16.0 / canvas.shape[1])
     fig_w = max(3.0, canvas.shape[1] * inch)
-    fig_h = canvas.shape[0] * inch + (0.4 if title else 0.1)
+    if title:  # wrapped to the figure's width
+        title = "\n".join(textwrap.wrap(title, width=max(30, int(fig_w * 11))))
+    fig_h = canvas.shape[0] * inch + (0.15 + 0.25 * (title.count("\n") + 1) if title else 0.1)
     fig, ax = plt.subplots(figsize=(fig_w + (1.6 if row_labels else 0.0), fig_h))
     show(ax, canvas)
     if col_labels:

@@ -21,6 +21,7 @@ import torch
 
 from . import checkpoint, evaluate
 from .config import to_dict
+from .train import ROW
 
 
 class RunFolder:
@@ -95,16 +96,7 @@ class TensorBoard:
         self.writer.close()
 
 
-BASE_COLUMNS = {
-    "epoch",
-    "step",
-    "train_elbo",
-    "test_elbo",
-    "test_reconstruction",
-    "test_kl",
-    "beta",
-    "seconds",
-}
+BASE_COLUMNS = frozenset(ROW)  # the trainer's own; the console line adds the hooks' others
 
 
 def save_checkpoint(run: Any, path: Path) -> Path:

@@ -35,6 +35,19 @@ class Hook(Protocol):
     def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None: ...
 
 
+# the columns of every epoch's row (hooks may add their own after these)
+ROW = (
+    "epoch",
+    "step",
+    "train_elbo",
+    "test_elbo",
+    "test_reconstruction",
+    "test_kl",
+    "beta",
+    "seconds",
+)
+
+
 class Trainer:
     """SVI for one (model, guide) pair: state, one epoch loop, and exact resume.
 

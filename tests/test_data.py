@@ -18,6 +18,9 @@ def _no_downloads(monkeypatch):
     monkeypatch.delenv(data.ENV_VAR, raising=False)
 
 
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
 def test_read_idx_plain_and_gz(tmp_path):
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     for gz in (False, True):
@@ -76,18 +79,7 @@ def test_mnist_ships_with_the_package(tmp_path, capsys, monkeypatch):
     assert ds.source == str(data.PACKAGED_MNIST)
     assert ds.train.shape == (60000, 1, 28, 28) and ds.test.shape == (10000, 1, 28, 28)
     assert ds.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
-    assert torch.bincount(ds.test_labels).tolist() == [
-        980,
-        1135,
-        1032,
-        1010,
-        982,
-        892,
-        958,
-        1028,
-        974,
-        1009,
-    ]
+    assert torch.bincount(ds.test_labels).tolist() == MNIST_TEST_COUNTS
     # a folder without the files: said, and the packaged copy is used
     assert data.load_mnist(tmp_path / "nowhere").source == str(data.PACKAGED_MNIST)
     err = capsys.readouterr().err
@@ -115,18 +107,7 @@ def test_fashion_mnist_from_debian_package():
 def test_real_shared_mnist():
     folder = needs_shared("mnist")
     ds = data.load_mnist(folder)
-    assert torch.bincount(ds.test_labels).tolist() == [
-        980,
-        1135,
-        1032,
-        1010,
-        982,
-        892,
-        958,
-        1028,
-        974,
-        1009,
-    ]
+    assert torch.bincount(ds.test_labels).tolist() == MNIST_TEST_COUNTS
     assert ds.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 
 

@@ -255,3 +255,22 @@ def test_dreg_refuses_a_prior_that_reads_the_guide():
     model = models.VAEModel(784, 4, (16,), prior=priors.VampPrior(guide, 784, 5))
     with pytest.raises(ValueError, match="VampPrior"), module_local_params(model, guide):
         DReG_ELBO(3).loss_and_grads(model, guide, torch.bernoulli(torch.rand(4, 784)))
+
+
+def test_ladder_batch_norm_trains_on_one_datum_and_evaluates_with_running_averages():
+    model, guide = pair("ladder")
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in guide.d1.modules())
+    x = torch.bernoulli(torch.rand(40, 784) * 0.3)
+    svi = SVI(model, guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    for batch in (x[:32], x[32:33], x[33:]):  # a batch of one datum included
+        assert math.isfinite(svi.step(batch))
+    assert guide.training and guide.d1.training  # the one-datum step left the modes alone
+    # evaluation (runtime.inference) uses the running averages: a datum's code does not
+    # depend on the batch it comes in
+    from pyro_vae.runtime import inference
+
+    with inference(model, guide):
+        alone = guide.point(x[:1])["z2"]
+        in_batch = guide.point(x)["z2"][:1]
+    assert torch.allclose(alone, in_batch, atol=1e-6)
+    assert guide.training  # restored

@@ -115,10 +115,23 @@ class LadderGuide(PyroModule):
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:
             raise ValueError("the guide q(z1, z2 | x) encodes data: call guide(x) with x given")
-        d1 = self.d1(x)
+        d1, d2 = self.bottom_up(x)
         with pyro.plate("data", x.shape[0]):
-            z2 = pyro.sample("z2", self.est2(self.d2(d1)))
+            z2 = pyro.sample("z2", self.est2(d2))
             return pyro.sample("z1", self._q_z1(d1, z2))
+
+    def bottom_up(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The deterministic pass (d1, d2). A batch of one datum in training has no batch
+        statistics, so it is normalised with the running averages instead."""
+        if self.training and x.reshape(-1, x.shape[-1]).shape[0] == 1:
+            self.d1.eval(), self.d2.eval()
+            try:
+                d1 = self.d1(x)
+                return d1, self.d2(d1)
+            finally:
+                self.d1.train(), self.d2.train()
+        d1 = self.d1(x)
+        return d1, self.d2(d1)
 
     def _q_z1(self, d1: Tensor, z2: Tensor) -> Distribution:
         return dist.Normal(*self.merge(self.est1.params(d1), self.top_down.params(z2))).to_event(1)
@@ -134,12 +147,12 @@ class LadderGuide(PyroModule):
 
     def posterior(self, x: Tensor) -> Distribution:
         """q(z1 | z2 = mû2(x), x)."""
-        d1 = self.d1(x)
-        return self._q_z1(d1, self.est2.params(self.d2(d1))[0])
+        d1, d2 = self.bottom_up(x)
+        return self._q_z1(d1, self.est2.params(d2)[0])
 
     @torch.no_grad()
     def point(self, x: Tensor) -> dict[str, Tensor]:
         """{"z1": mean of q(z1 | z2, x) at z2 = mû2, "z2": mû2}."""
-        d1 = self.d1(x)
-        z2 = self.est2.params(self.d2(d1))[0]
+        d1, d2 = self.bottom_up(x)
+        z2 = self.est2.params(d2)[0]
         return {"z1": self._q_z1(d1, z2).mean, "z2": z2}
