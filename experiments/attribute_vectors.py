@@ -36,7 +36,7 @@ def ink(x: torch.Tensor) -> torch.Tensor:
 
 def slant(x: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
     """Shear of the ink: positive when the top leans right."""
-    h, w = image_shape
+    _, h, w = data.chw(image_shape)
     img = x.reshape(-1, h, w)
     rows = torch.arange(h, dtype=x.dtype, device=x.device)[:, None].expand(h, w)
     cols = torch.arange(w, dtype=x.dtype, device=x.device)[None, :].expand(h, w)

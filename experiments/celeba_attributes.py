@@ -13,16 +13,18 @@ linear probe (logistic regression on the training codes) scores each decoded ima
 encoded again, and its mean probability of the attribute should grow with the multiple.
 
 Writes, beside the run's own reconstructions.png and prior_samples.png: attribute_<name>.png
-(one row per face, one column per multiple, the original at the left), interpolation.png
+(one row per face, one column per multiple, the original at the left unless
+``--no-inputs``), interpolation.png
 (paths between pairs of test faces) and celeba_attributes.json (test ELBO and bits/dim with k,
 how many faces have each attribute, the probe's accuracy and its mean probability at each
 multiple, and whether it grows). CelebA's license is non-commercial research: the images are
 read from the data folder (``--data-dir`` holding ``celeba/``, or ``--dataset celeba:PATH``),
-never copied into the repository.
+never copied into the repository (the README's gallery shows decoded images only).
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 import torch
@@ -76,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--multiples", type=float, nargs="+", default=[0, 0.5, 1, 1.5, 2, 2.5, 3])
     p.add_argument("--rows", type=int, default=6, help="test faces each vector is added to")
     p.add_argument("--steps", type=int, default=9, help="images along each interpolation")
+    p.add_argument(
+        "--inputs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show each test face beside its edits (--no-inputs: decoded images only, for "
+        "figures published where CelebA's license does not let its photographs go)",
+    )
     args = experiment.parse(p, argv, image_size=16, z_dim=8, rows=2, ll_samples=10)
     run, out = experiment.trained_run(args, "celeba_attributes")
     ds, shape = run.data, run.data.image_shape
@@ -111,21 +120,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
         images = latent.decode(run.model, codes.reshape(-1, z_test.shape[1])).clamp(0, 1)
         reencoded = latent.encode(run.guide, images)
         score = torch.sigmoid(lin(reencoded)).reshape(len(rows), len(multiples)).mean(0)
-        originals = data.as_input(ds.test[rows.to(ds.test.device)]).to(images.device)
-        grid = torch.cat(
-            [
-                torch.cat([originals[i : i + 1], images.reshape(len(rows), len(multiples), -1)[i]])
-                for i in range(len(rows))
-            ]
-        )
+        grid = images
+        labels = [f"{m:g}" for m in args.multiples]
+        if args.inputs:
+            originals = data.as_input(ds.test[rows.to(ds.test.device)]).to(images.device)
+            per_row = images.reshape(len(rows), len(multiples), -1)
+            grid = torch.cat(
+                [torch.cat([originals[i : i + 1], per_row[i]]) for i in range(len(rows))]
+            )
+            labels = ["input", *labels]
         path = out / f"attribute_{name.replace('+', '_and_')}.png"
         files.append(
             plots.save_figure(
                 plots.grid_figure(
                     grid,
                     shape,
-                    ncol=len(multiples) + 1,
-                    col_labels=["input", *(f"{m:g}" for m in args.multiples)],
+                    ncol=len(labels),
+                    col_labels=labels,
                     title=f"{name}: decoded z + a v, v = mean code of faces with it minus "
                     "mean code of faces without (a per column)",
                 ),

@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for ax, (name, per_class) in zip(axes, samples.items(), strict=True):
         images = torch.cat(per_class).clamp(0, 1)
         ax.imshow(plots.tile(images, grey.image_shape, k).numpy(), cmap="gray_r", vmin=0, vmax=1)
-        h = grey.image_shape[0]
+        h = data.chw(grey.image_shape)[1]
         ax.set_yticks(
             [r * (h + plots.GAP) + h / 2 for r in range(len(classes))], [str(c) for c in classes]
         )

@@ -105,7 +105,12 @@ class ModelConfig:
 class TrainConfig:
     """How a run trains and evaluates."""
 
-    dataset: str = option("mnist", f"data set: {', '.join(data.DATASETS)}", group="data")
+    dataset: str = option(
+        "mnist",
+        f"data set: {', '.join(data.DATASETS)}; or your own images: "
+        f"{', '.join(f'{s}:PATH' for s in data.SOURCES)} (or package.module:load)",
+        group="data",
+    )
     data_dir: str | None = option(
         None, f"folder with the data files (else ${data.ENV_VAR})", group="data"
     )

@@ -156,3 +156,37 @@ def test_experiment_from_a_checkpoint_through_the_cli(tmp_path, tiny_mnist_dir):
         timeout=60,
     )
     assert unknown.returncode == 1 and "unknown experiment 'nope'" in unknown.stderr
+
+
+def test_celeba_attribute_figures_without_the_photographs(
+    tmp_path, data_root, image_cache, monkeypatch
+):
+    """``--no-inputs`` drops the column of test faces (CelebA's photographs may not be
+    republished); the edits themselves are the same images."""
+    from PIL import Image
+
+    from experiments import celeba_attributes
+
+    monkeypatch.setenv("PYRO_VAE_DATA", str(data_root))
+    monkeypatch.setenv("PYRO_VAE_CACHE", str(image_cache))
+    with_inputs = celeba_attributes.main(["--smoke", "--out", str(tmp_path / "a")])
+    without = celeba_attributes.main(
+        [
+            "--smoke",
+            "--checkpoint",
+            str(tmp_path / "a" / "checkpoint.pt"),
+            "--no-inputs",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    for name, numbers in with_inputs["attributes"].items():
+        again = without["attributes"][name]
+        assert again["train_faces_with"] == numbers["train_faces_with"]
+        # the same codes and probe, up to float summation order after a reload
+        assert again["probe_probability_by_multiple"] == pytest.approx(
+            numbers["probe_probability_by_multiple"], abs=1e-3
+        )
+    wide = Image.open(tmp_path / "a" / "attribute_Smiling.png").size[0]
+    narrow = Image.open(tmp_path / "b" / "attribute_Smiling.png").size[0]
+    assert narrow < wide
