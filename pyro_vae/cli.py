@@ -16,6 +16,7 @@ import numpy as np
 
 from . import checkpoint, data, evaluate
 from . import run as runs
+from .config import ModelConfig, TrainConfig, from_dict
 from .options import HelpFormatter, add_train_arguments, configs_from_args
 from .registry import unknown
 from .runfolder import format_summary, write_json
@@ -34,7 +35,17 @@ EXPERIMENTS_VAR = "PYRO_VAE_EXPERIMENTS"
 
 
 def train_from_args(args: argparse.Namespace) -> dict:
-    model_config, train_config = configs_from_args(args)
+    if args.resume:
+        if not args.out:
+            raise ValueError("--resume continues the run in --out: pass --out FOLDER")
+        saved = checkpoint.load(Path(args.out) / "checkpoint.pt")
+        base = (
+            from_dict(ModelConfig, saved["model_config"]),
+            from_dict(TrainConfig, saved["train_config"]),
+        )
+        model_config, train_config = configs_from_args(args, base)
+    else:
+        model_config, train_config = configs_from_args(args)
     out = args.out or f"runs/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     _, result = runs.train(
         model_config,

@@ -8,6 +8,7 @@ when that differs from ``--field-name``, and ``cli=False`` for values set from t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
@@ -93,8 +94,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if any(h < 1 for h in (*self.hidden, *self.top_hidden)):
             raise ValueError(f"hidden widths must be at least 1; got {self.hidden}")
-        if self.aux_weight < 0:
-            raise ValueError(f"aux_weight must be >= 0; got {self.aux_weight}")
+        if not (math.isfinite(self.aux_weight) and self.aux_weight >= 0):
+            raise ValueError(f"aux_weight must be a finite number >= 0; got {self.aux_weight}")
         kind = kind_of(self.model)
         if self.guide is None:
             self.guide = kind.default_guide
@@ -172,10 +173,10 @@ class TrainConfig:
         ELBOS.check(self.elbo)
         if self.binarize not in ("auto", *data.BINARIZATIONS):
             one_of(self.binarize, ("auto", *data.BINARIZATIONS), "binarization")
-        for name in ("epochs", "ll_samples", "warmup_epochs", "labelled_repeats"):
+        for name in ("ll_samples", "warmup_epochs", "labelled_repeats", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
-        for name in ("batch_size", "num_particles"):
+        for name in ("epochs", "batch_size", "num_particles"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.image_size is not None and self.image_size < 2:
@@ -185,12 +186,33 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.labels is not None and self.labels < 0:
             raise ValueError(f"labels must be >= 0; got {self.labels}")
-        if self.data_memory is not None and self.data_memory < 0:
-            raise ValueError(f"data_memory must be >= 0 GiB; got {self.data_memory}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive; got {self.lr}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0; got {self.beta}")
+        if self.data_memory is not None and not (
+            math.isfinite(self.data_memory) and self.data_memory >= 0
+        ):
+            raise ValueError(
+                f"data_memory must be a finite number of GiB >= 0; got {self.data_memory}"
+            )
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise ValueError(
+                f"lr must lie in (0, 1] (Adam diverges above; 1e-4 to 1e-2 is usual); got {self.lr}"
+            )
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0; got {self.beta}")
+
+
+# what may change when a run is resumed (each change is logged in the run folder); any other
+# difference from the saved options is refused
+RESUMABLE = ("epochs", "lr", "device", "data_dir", "data_memory", "ll_samples", "tensorboard")
+
+
+def differences(saved: Any, given: Any) -> dict[str, tuple[Any, Any]]:
+    """``{field: (saved value, given value)}`` for the options (not the values set from the
+    data) in which two configs of one class differ."""
+    return {
+        f.name: (getattr(saved, f.name), getattr(given, f.name))
+        for f in fields(saved)
+        if f.metadata.get("cli", True) and getattr(saved, f.name) != getattr(given, f.name)
+    }
 
 
 def to_dict(config: Any) -> dict[str, Any]:

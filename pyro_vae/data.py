@@ -265,7 +265,7 @@ def _load_idx_folder(spec: IdxSet, folder: Path) -> Dataset | None:
         (train_x, train_y, spec.n_train, "train"),
         (test_x, test_y, spec.n_test, "test"),
     ):
-        if images.ndim != 3 or images.shape[0] != n or labels.shape != (n,):
+        if images.shape[1:] != (28, 28) or images.shape[0] != n or labels.shape != (n,):
             raise DataError(
                 f"{folder}: {spec.name} {split} split has images {images.shape} and labels "
                 f"{labels.shape}, expected ({n}, 28, 28) and ({n},); replace the files"
@@ -364,11 +364,17 @@ PACKAGED_MNIST = Path(__file__).parent / "mnist"
 
 def load_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
     """Full MNIST (60,000 train / 10,000 test, grey levels): from ``data_dir`` or
-    ``$PYRO_VAE_DATA`` when given, else the copy shipped with the package."""
+    ``$PYRO_VAE_DATA`` when given, else the copy shipped with the package. A ``data_dir``
+    without the files is an error (``$PYRO_VAE_DATA`` without them: a note, and the copy)."""
     if data_dir or os.environ.get(ENV_VAR):
         found, looked = _search(data_dir, MNIST.subfolders(), lambda f: _load_idx_folder(MNIST, f))
         if found is not None:
             return found
+        if data_dir:  # asked for explicitly: never another data set in its place
+            raise DataError(
+                f"{_not_found(MNIST, looked)}; or leave out --data-dir to use the copy shipped "
+                "with pyro-vae"
+            )
         print(
             f"note: MNIST's IDX files are not in {'; '.join(looked)}: using the copy shipped "
             "with pyro-vae",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, asdict, fields
 from typing import Any
 
 from .config import ModelConfig, TrainConfig
@@ -25,6 +25,31 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps a script's docstring as written and shows every option's default."""
 
 
+GIVEN = "given_options"  # the namespace attribute naming the options on the command line
+
+
+def _record(namespace: argparse.Namespace, dest: str) -> None:
+    given = getattr(namespace, GIVEN, None) or set()
+    setattr(namespace, GIVEN, given | {dest})
+
+
+class _Store(argparse._StoreAction):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        super().__call__(parser, namespace, values, option_string)
+        _record(namespace, self.dest)
+
+
+class _Bool(argparse.BooleanOptionalAction):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        super().__call__(parser, namespace, values, option_string)
+        _record(namespace, self.dest)
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """The config fields whose options were on the command line (not defaults)."""
+    return set(getattr(args, GIVEN, None) or ())
+
+
 def _kwargs(f: Field, hint: Any) -> dict[str, Any]:
     """argparse keywords for one field from its type hint."""
     args = typing.get_args(hint)
@@ -32,12 +57,12 @@ def _kwargs(f: Field, hint: Any) -> dict[str, Any]:
     if optional:
         hint = next(a for a in args if a is not type(None))
         args = typing.get_args(hint)
-    kw: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "")}
+    kw: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", ""), "action": _Store}
     if typing.get_origin(hint) is tuple:
         kw["type"] = args[0]
         kw["nargs"] = "*" if len(args) == 2 and args[1] is Ellipsis else len(args)
     elif hint is bool:
-        kw["action"] = argparse.BooleanOptionalAction
+        kw["action"] = _Bool
     else:
         kw["type"] = hint
     for key in ("metavar", "choices"):
@@ -63,25 +88,36 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, **kw)
 
 
-def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """The configs the parsed options describe (checked by the configs themselves)."""
+def configs_from_args(
+    args: argparse.Namespace, base: tuple[ModelConfig, TrainConfig] | None = None
+) -> tuple[ModelConfig, TrainConfig]:
+    """The configs the parsed options describe (checked by the configs themselves); with
+    ``base``, those configs with only the options given on the command line changed."""
     values = vars(args)
+    given = given_options(args)
 
-    def make(cls: type) -> Any:
-        kw = {}
+    def make(cls: type, start: Any) -> Any:
+        kw = {} if start is None else asdict(start)
         for f in fields(cls):
-            if f.name in values:
+            if f.name in values and (start is None or f.name in given):
                 value = values[f.name]
                 kw[f.name] = tuple(value) if isinstance(value, list) else value
         return cls(**kw)
 
-    return make(ModelConfig), make(TrainConfig)
+    model_base, train_base = base if base is not None else (None, None)
+    return make(ModelConfig, model_base), make(TrainConfig, train_base)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output")
     g.add_argument("--out", default=None, help="output folder (default runs/DATASET-TIME)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its saved options (to its saved --epochs unless "
+        "given; only --epochs, --lr, --device, --data-dir, --data-memory, --ll-samples and "
+        "--tensorboard may change, logged in resume.log)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

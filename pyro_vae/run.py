@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, data, evaluate
-from .config import ModelConfig, TrainConfig, from_dict
+from .config import RESUMABLE, ModelConfig, TrainConfig, differences, from_dict
 from .data import TrainingData
 from .evaluate import Data
 from .figures import write_figures
@@ -106,9 +107,7 @@ def build(
     binarize = resolve_binarize(train_config.binarize, model, dataset)
     dataset = data.prepare(dataset, binarize, seed=train_config.seed)
     dataset = dataset.to(device, data_budget(train_config, device))
-    evaluate.check_data(model, dataset.test)
-    if binarize == "none":
-        evaluate.check_data(model, dataset.train)
+    evaluate.check_data(model, dataset.test)  # the training data: by the trainer
     model.to(device)
     guide.to(device)
     for line in kind.warnings(model_config, train_config):
@@ -130,8 +129,8 @@ def build(
 
 
 def train(
-    model_config: ModelConfig,
-    train_config: TrainConfig,
+    model_config: ModelConfig | None,
+    train_config: TrainConfig | None,
     out: str | os.PathLike,
     *,
     resume: bool = False,
@@ -140,29 +139,37 @@ def train(
     dataset: data.Dataset | None = None,
 ) -> tuple[Run, dict[str, Any]]:
     """Train (or, with ``resume``, continue) a run in folder ``out``, then evaluate it and write
-    its figures. Returns the run and the evaluation summary. Besides the trainer's hook methods
-    (``on_step``, ``on_epoch``), a hook may have ``on_run_start(run)``, called with the built
-    run (data included) before training."""
+    its figures. Returns the run and the evaluation summary. A new run refuses an ``out``
+    holding files. Resuming, the configs may be None (the saved ones are used); given ones may
+    differ from the saved ones only in :data:`~pyro_vae.config.RESUMABLE` (the changes are
+    logged in ``out/resume.log``), and a run continues to ``train_config.epochs``. Besides the
+    trainer's hook methods (``on_step``, ``on_epoch``), a hook may have
+    ``on_run_start(run)``, called with the built run (data included) before training."""
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
+    changes: dict[str, tuple[Any, Any]] = {}
     if resume:
         saved = checkpoint.load(ckpt_path)
-        model_config = from_dict(ModelConfig, saved["model_config"])
-        train_config = replace(
-            from_dict(TrainConfig, saved["train_config"]),
-            epochs=train_config.epochs,
-            device=train_config.device,
-            data_dir=train_config.data_dir or saved["train_config"].get("data_dir"),
+        model_config, train_config, changes = resumed_configs(
+            saved, model_config, train_config, out
         )
     elif ckpt_path.exists():
         raise FileExistsError(
             f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
         )
+    elif out.is_dir() and (others := sorted(p.name for p in out.iterdir())):
+        raise FileExistsError(
+            f"{out} holds files but no checkpoint ({', '.join(others[:3])}"
+            f"{' ...' if len(others) > 3 else ''}): choose an empty or new --out, or delete them"
+        )
+    elif model_config is None or train_config is None:
+        raise ValueError("a new run needs its model_config and train_config")
     run = build(model_config, train_config, dataset)
     run.out = out
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
+        log_changes(out, run.trainer.epoch, changes)
     for hook in hooks:
         if hasattr(hook, "on_run_start"):
             hook.on_run_start(run)
@@ -191,6 +198,46 @@ def train(
     result = finish(run, out, board)
     print(f"output folder: {out}", file=sys.stderr)
     return run, result
+
+
+def resumed_configs(
+    saved: dict[str, Any],
+    model_config: ModelConfig | None,
+    train_config: TrainConfig | None,
+    out: Path,
+) -> tuple[ModelConfig, TrainConfig, dict[str, tuple[Any, Any]]]:
+    """The configs a resumed run continues with: the saved ones, with the given changes
+    allowed on resume; any other difference is refused, listed in one line."""
+    saved_model = from_dict(ModelConfig, saved["model_config"])
+    saved_train = from_dict(TrainConfig, saved["train_config"])
+    given_train = train_config or saved_train
+    if given_train.data_dir is None:  # not given: where the run found its data
+        given_train = replace(given_train, data_dir=saved_train.data_dir)
+    changes = {
+        **differences(saved_model, model_config or saved_model),
+        **differences(saved_train, given_train),
+    }
+    refused = {k: v for k, v in changes.items() if k not in RESUMABLE}
+    if refused:
+        listed = ", ".join(f"{k} {old!r} (given {new!r})" for k, (old, new) in refused.items())
+        raise ValueError(
+            f"--resume: the run in {out} was trained with other options: {listed}; resume "
+            f"with its own (only {', '.join(RESUMABLE)} may change), or train a new run "
+            "into another --out"
+        )
+    return saved_model, replace(saved_train, **{k: new for k, (_, new) in changes.items()}), changes
+
+
+def log_changes(out: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
+    """Say, and append to ``out/resume.log``, what a resumed run changed."""
+    if not changes:
+        return
+    line = f"resumed after epoch {epoch}: " + ", ".join(
+        f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()
+    )
+    print(line, file=sys.stderr)
+    with open(out / "resume.log", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 def evaluation(run: Run, test: Data | None = None, num_samples: int | None = None) -> dict:

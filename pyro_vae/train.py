@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from . import evaluate
 from .checkpoint import load_modules
 from .config import TrainConfig
-from .data import TrainingData, batches, num_batches, num_data
+from .data import SemiSupervised, TrainingData, batches, num_batches, num_data
 from .evaluate import Data, as_args
 from .objectives import PARAM_STORE_ELBOS, ScaleLatents, differentiable, kl_weight, make_elbo
 from .runtime import module_local_params, rng_state, set_rng_state
@@ -76,6 +76,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self._validated = False
+        self._checked_data: TrainingData | None = None
         self._kl_scale = ScaleLatents(1.0)
         self._param_store: dict = {"params": {}, "constraints": {}}  # for the Jit ELBOs
 
@@ -93,6 +94,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any], path: str = "checkpoint") -> None:
         load_modules(self.loss, state["modules"], path)
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the config's rate (it may change on resume)
+            group["lr"] = self.config.lr
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = [dict(row) for row in state["history"]]
         set_rng_state(state["rng"], self.device)
@@ -120,6 +123,7 @@ class Trainer:
         warm-up the β-weighted objective, or for ``iwae`` the k-sample bound; the test
         columns are always the plain ELBO and its terms.
         """
+        self._check_data(train, dynamic)
         on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
         n = num_data(train)
@@ -153,9 +157,9 @@ class Trainer:
                         bar.set_postfix(loss=f"{running:.2f}")
                         bar.update(i + 1 - bar.n)
                 bar.close()
-                self.epoch += 1
+                self._check_weights()
                 row = {
-                    "epoch": self.epoch,
+                    "epoch": self.epoch + 1,
                     "step": self.step,
                     "train_elbo": -total.item() / n,
                     "test_elbo": math.nan,
@@ -166,11 +170,34 @@ class Trainer:
                 }
                 if test is not None:
                     terms = self.test_elbo_terms(test)
+                    if not math.isfinite(terms["elbo"]):
+                        raise self._diverged(f"the test ELBO became {terms['elbo']}")
                     row |= {f"test_{key}": value for key, value in terms.items()}
+                self.epoch += 1
                 self.history.append(row)
                 for fn in on_epoch:
                     fn(self, row)
         return self.history
+
+    def _check_data(self, train: TrainingData, dynamic: bool) -> None:
+        """Check training data once per data set: against the likelihood's support, or, when
+        they are binarized per batch, that they are probabilities."""
+        if self._checked_data is train:
+            return
+        if isinstance(train, SemiSupervised):
+            inputs = [train.labelled_x, train.unlabelled_x]
+        else:
+            inputs = [train[0] if isinstance(train, tuple) else train]
+        for x in inputs:
+            if not dynamic:
+                evaluate.check_data(self.model, x)
+            elif x.is_floating_point() and not bool(((x >= 0) & (x <= 1)).all()):
+                raise ValueError(
+                    "dynamic binarization draws Bernoulli(x) per batch, so the data must lie in "
+                    f"[0, 1]; these range over [{x.min().item():g}, {x.max().item():g}]: rescale "
+                    "them (or store them as uint8 images)"
+                )
+        self._checked_data = train
 
     def _step(self, *args: Tensor) -> Tensor:
         # Pyro's shape and support validation runs on the first step only: it costs ~2 ms per
@@ -193,11 +220,25 @@ class Trainer:
 
     def _check_finite(self, running: float) -> None:
         if not math.isfinite(running):
-            raise FloatingPointError(
-                f"the loss became {running} in epoch {self.epoch + 1} (step {self.step}): "
-                "training diverged; lower the learning rate (--lr) or check the data scaling; "
-                "the last checkpoint holds the state before this epoch"
-            )
+            raise self._diverged(f"the loss became {running}")
+
+    def _check_weights(self) -> None:
+        params = [p.detach() for p in self.loss.parameters()]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise self._diverged("the weights hold NaN or inf")
+
+    def _diverged(self, what: str) -> FloatingPointError:
+        """The error for a non-finite state in the epoch under way (never saved: a run's
+        checkpoint is written after an epoch's checks pass)."""
+        kept = (
+            f"the last finite state is epoch {self.epoch}'s (a run's checkpoint.pt holds it)"
+            if self.epoch
+            else "no epoch finished, so no checkpoint was written"
+        )
+        return FloatingPointError(
+            f"training diverged in epoch {self.epoch + 1} (step {self.step}): {what}; {kept}; "
+            "lower the learning rate (--lr) or check the data scaling"
+        )
 
     @torch.no_grad()
     def test_elbo_terms(self, x: Data) -> dict[str, float]:

@@ -80,10 +80,15 @@ def test_mnist_ships_with_the_package(tmp_path, capsys, monkeypatch):
     assert ds.train.shape == (60000, 1, 28, 28) and ds.test.shape == (10000, 1, 28, 28)
     assert ds.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert torch.bincount(ds.test_labels).tolist() == MNIST_TEST_COUNTS
-    # a folder without the files: said, and the packaged copy is used
-    assert data.load_mnist(tmp_path / "nowhere").source == str(data.PACKAGED_MNIST)
+    # $PYRO_VAE_DATA without the files: said, and the packaged copy is used
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "nowhere"))
+    assert data.load_mnist().source == str(data.PACKAGED_MNIST)
     err = capsys.readouterr().err
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in err and "shipped with" in err
+    # an explicit data_dir without them: an error naming the files, never another data set
+    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte.*leave out --data-dir"):
+        data.load_mnist(tmp_path / "nowhere")
+    monkeypatch.delenv(data.ENV_VAR)
     monkeypatch.setattr(data, "PACKAGED_MNIST", tmp_path / "gone")
     with pytest.raises(data.DataError) as e:
         data.load_mnist()

@@ -108,7 +108,7 @@ def test_nan_loss_is_a_clear_error():
 
     model = models.VAEModel(12, 2, (16,), likelihood=broken)
     trainer = Trainer(model, guides.NormalGuide(12, 2, (16,)), TrainConfig(batch_size=64), CPU)
-    with pytest.raises(FloatingPointError, match=r"loss became nan in epoch 1.*--lr"):
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 1 .*loss became nan.*--lr"):
         trainer.fit(torch.randn(128, 12), epochs=1, progress=False)
 
 
@@ -176,7 +176,7 @@ def test_bad_checkpoints_give_one_line_errors(small_config, tmp_path):
         (tmp_path / "missing.pt", "no checkpoint at"),
         (cut, "not a readable checkpoint.*truncated or corrupt"),
         (foreign, "not a 'pyro-vae checkpoint v1' file"),
-        (code, "not a readable checkpoint"),
+        (code, "refused to load.*pickled objects"),
     ]:
         with pytest.raises(checkpoint.CheckpointError, match=match) as err:
             runs.load(path)
@@ -334,7 +334,7 @@ def test_streaming_from_a_memory_mapped_file_matches_the_in_memory_path(
     a, b = in_memory.trainer.state_dict(), streamed.trainer.state_dict()
     for key, value in a["modules"].items():
         assert torch.equal(value, b["modules"][key]), key
-    with pytest.raises(ValueError, match="data_memory must be >= 0 GiB"):
+    with pytest.raises(ValueError, match="data_memory must be a finite number of GiB >= 0"):
         TrainConfig(data_memory=-1)
 
 

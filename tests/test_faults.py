@@ -1,0 +1,217 @@
+"""Faults: divergence, damaged and half-written checkpoints, kill -9, resuming with changes.
+Nothing that was saved is lost, and nothing wrong is saved."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_vae import checkpoint, cli, guides, likelihoods, models
+from pyro_vae import run as runs
+from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.train import Trainer
+from tests.conftest import REPO
+
+SMALL = ModelConfig(z_dim=3, hidden=(16,))
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def config(tiny_mnist_dir) -> TrainConfig:
+    return TrainConfig(
+        data_dir=str(tiny_mnist_dir),
+        train_size=128,
+        test_size=32,
+        epochs=3,
+        batch_size=32,
+        ll_samples=0,
+    )
+
+
+class PoisonAt:
+    """Training hook: NaN into one weight after the last step of ``epoch``."""
+
+    def __init__(self, epoch: int, steps_per_epoch: int) -> None:
+        self.step = epoch * steps_per_epoch
+
+    def on_step(self, trainer: Trainer) -> None:
+        if trainer.step == self.step:
+            with torch.no_grad():
+                next(trainer.loss.parameters()).view(-1)[0] = float("nan")
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_divergence_at_an_epochs_last_step_keeps_the_last_good_checkpoint(config, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError) as err:
+        runs.train(SMALL, config, out, hooks=[PoisonAt(2, 4)], progress=False)
+    message = str(err.value)
+    assert "diverged in epoch 2" in message and "epoch 1's" in message and "--lr" in message
+    saved = checkpoint.load(out / "checkpoint.pt")  # finite, intact, epoch 1
+    assert saved["trainer"]["epoch"] == 1
+    with open(out / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+    run, _ = runs.train(None, None, out, resume=True, progress=False)  # and it resumes
+    assert run.trainer.epoch == 3
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_divergence_in_the_first_epoch_writes_nothing(config, tmp_path):
+    with pytest.raises(FloatingPointError, match="no epoch finished, so no checkpoint"):
+        runs.train(SMALL, config, tmp_path / "run", hooks=[PoisonAt(1, 4)], progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_non_finite_state_is_never_written(tmp_path):
+    path = checkpoint.save(tmp_path / "c.pt", {"w": torch.ones(3)})
+    before = path.read_bytes()
+    for bad in (torch.tensor([1.0, float("nan")]), torch.tensor([float("inf")])):
+        with pytest.raises(checkpoint.CheckpointError, match="previous checkpoint is kept"):
+            checkpoint.save(path, {"w": bad})
+        assert path.read_bytes() == before
+    checkpoint.save(path, {"w": torch.ones(3), "steps": torch.tensor([3])})  # ints are fine
+
+
+def test_random_byte_flips_never_load_silently(config, tmp_path):
+    runs.train(SMALL, replace(config, epochs=1), tmp_path / "run", progress=False)
+    good = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    original = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    rng = np.random.default_rng(0)
+    refused = 0
+    for i in range(60):
+        raw = bytearray(good)
+        at = int(rng.integers(0, len(raw) - 10))
+        raw[at : at + 10] = rng.integers(0, 256, 10, dtype=np.uint8).tobytes()
+        path = tmp_path / f"flip{i}.pt"
+        path.write_bytes(bytes(raw))
+        try:
+            payload = checkpoint.load(path)
+        except checkpoint.CheckpointError as e:
+            assert "\n" not in str(e)
+            refused += 1
+            continue
+        # loaded: only where the flip hit bytes the reader ignores, the contents unchanged
+        assert payload["checksum"] == original["checksum"] == checkpoint.checksum(payload)
+    assert refused >= 50
+
+
+def test_stale_temporary_files_are_removed_on_the_next_write(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".c.pt.tmp-{dead.pid}"
+    stale.write_bytes(b"half a checkpoint")
+    live = tmp_path / f".c.pt.tmp-{os.getppid()}"  # a process that still runs: left alone
+    live.write_bytes(b"being written")
+    checkpoint.save(tmp_path / "c.pt", {"w": torch.ones(1)})
+    assert not stale.exists() and live.exists()
+
+
+def _train_cmd(tiny_mnist_dir: Path, out: Path, epochs: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pyro_vae",
+        "train",
+        "--data-dir",
+        str(tiny_mnist_dir),
+        "--train-size",
+        "1000",
+        "--test-size",
+        "32",
+        "--z-dim",
+        "3",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "16",
+        "--ll-samples",
+        "0",
+        "--epochs",
+        str(epochs),
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_kill_9_during_training_and_writes_never_loses_the_run(tiny_mnist_dir, tmp_path):
+    """SIGKILL at random moments after a checkpoint write (epochs are ~0.3 s, so some land in
+    the next write): the checkpoint left always loads, and the run always resumes to the end."""
+    out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoint.pt"
+    env = {**os.environ, "PYRO_VAE_DATA": ""}
+    epochs, rng = 8, np.random.default_rng(0)
+    for _ in range(3):
+        before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
+        resume = ["--resume"] if before is not None else []
+        proc = subprocess.Popen(
+            _train_cmd(tiny_mnist_dir, out, epochs, *resume),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while (not ckpt.exists() or ckpt.stat().st_mtime_ns == before) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no epoch finished in 120 s"
+            time.sleep(0.02)
+        time.sleep(float(rng.uniform(0, 0.4)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        saved = checkpoint.load(ckpt)
+        assert 0 < saved["trainer"]["epoch"] < epochs
+    done = subprocess.run(
+        _train_cmd(tiny_mnist_dir, out, epochs, "--resume"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert checkpoint.load(ckpt)["trainer"]["epoch"] == epochs
+    assert not list(out.glob(".checkpoint.pt.tmp-*"))  # the killed writes' files are gone
+
+
+def test_resume_takes_allowed_changes_and_logs_them(config, tmp_path, capsys, tiny_mnist_dir):
+    out = tmp_path / "run"
+    runs.train(SMALL, replace(config, epochs=1), out, progress=False)
+    # the CLI: allowed changes are applied and logged
+    argv = ["train", "--resume", "--out", str(out), "--lr", "1e-4", "--epochs", "2"]
+    assert cli.main([*argv, "--no-progress"]) == 0
+    saved = checkpoint.load(out / "checkpoint.pt")
+    assert saved["trainer"]["epoch"] == 2 and saved["train_config"]["lr"] == 1e-4
+    assert saved["trainer"]["optimizer"]["param_groups"][0]["lr"] == 1e-4
+    log = (out / "resume.log").read_text()
+    assert "resumed after epoch 1: epochs 1 -> 2, lr 0.001 -> 0.0001" in log
+    assert "lr 0.001 -> 0.0001" in capsys.readouterr().err
+    # no --epochs: the saved number (2), not the option's default (10)
+    assert cli.main(["train", "--resume", "--out", str(out), "--no-progress"]) == 0
+    assert checkpoint.load(out / "checkpoint.pt")["trainer"]["epoch"] == 2
+    assert len((out / "resume.log").read_text().splitlines()) == 1  # nothing changed
+
+
+def test_the_trainer_checks_its_data_against_the_likelihood():
+    x = torch.rand(64, 12)  # grey levels
+    bernoulli = Trainer(
+        models.VAEModel(12, 2, (8,)), guides.NormalGuide(12, 2, (8,)), TrainConfig(), CPU
+    )
+    with pytest.raises(ValueError, match="Bernoulli"):
+        bernoulli.fit(x, epochs=1, progress=False)
+    bernoulli.fit(x, epochs=1, dynamic=True, progress=False)  # drawn as 0/1 per batch: fine
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        bernoulli.fit(x * 3, epochs=2, dynamic=True, progress=False)
+    cb = models.VAEModel(12, 2, (8,), likelihood=likelihoods.ContinuousBernoulli())
+    trainer = Trainer(cb, guides.NormalGuide(12, 2, (8,)), TrainConfig(), CPU)
+    with pytest.raises(ValueError, match="support|\\[0, 1\\]"):
+        trainer.fit(x + 1, epochs=1, progress=False)
