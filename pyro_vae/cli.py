@@ -30,6 +30,7 @@ USER_ERRORS = (
     DeviceError,
     FileExistsError,
     FloatingPointError,
+    OSError,  # a read-only folder, a full disk: the system's one line names the path
 )
 EXPERIMENTS_VAR = "PYRO_VAE_EXPERIMENTS"
 
@@ -46,7 +47,7 @@ def train_from_args(args: argparse.Namespace) -> dict:
         model_config, train_config = configs_from_args(args, base)
     else:
         model_config, train_config = configs_from_args(args)
-    out = args.out or f"runs/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out = args.out or f"runs/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     _, result = runs.train(
         model_config,
         train_config,
@@ -208,4 +209,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line: Pyro appends a table of trace shapes to errors raised inside a model
         print(f"pyro-vae: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"pyro-vae: interrupted{_kept(args)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves: a training run keeps its last finished epoch."""
+    if args.command != "train" or not args.out:
+        return ""
+    path = Path(args.out) / "checkpoint.pt"
+    try:
+        epoch = checkpoint.load(path)["trainer"]["epoch"]
+    except checkpoint.CheckpointError:
+        return f"; no epoch finished, so {args.out} holds no checkpoint"
+    return (
+        f"; {path} holds epoch {epoch}, the last finished one: continue with "
+        f"pyro-vae train --resume --out {args.out}"
+    )

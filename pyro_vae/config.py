@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 from . import data
@@ -166,6 +167,8 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.data_dir:  # recorded resolved: a relative folder means nothing elsewhere
+            self.data_dir = str(Path(self.data_dir).expanduser().resolve())
         beta1, beta2 = (float(b) for b in self.adam_betas)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"adam_betas must lie in [0, 1); got {self.adam_betas}")

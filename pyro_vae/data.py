@@ -121,6 +121,20 @@ class Dataset:
             test_attributes=move(self.test_attributes),
         )
 
+    def fingerprint(self) -> str:
+        """A short digest of the data: every test image and label, the training set's shape
+        and up to 1,000 of its images evenly spread (so that resuming or evaluating a run on
+        other data than it was trained on is noticed)."""
+        h = hashlib.sha256()
+        step = max(1, -(-len(self.train) // 1000))
+        for part in (self.test, self.test_labels, self.train[::step], self.train_labels):
+            if part is not None:
+                t = part.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f"{tuple(self.train.shape)}".encode())
+        return h.hexdigest()[:16]
+
     def subset(
         self, n_train: int | None = None, n_test: int | None = None, seed: int = 0
     ) -> Dataset:

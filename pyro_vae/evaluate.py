@@ -19,11 +19,10 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .data import as_input
 from .likelihoods import check_support
-from .runtime import fixed_mmap_threshold, inference
+from .runtime import fixed_mmap_threshold, inference, progress_bar
 
 # decoder outputs held at once (samples x data) while estimating log p(x)
 MAX_ELEMENTS = 1 << 13
@@ -185,12 +184,12 @@ def log_likelihood(
     data_chunk = max(1, MAX_ELEMENTS // sample_chunk)
     out = []
     with inference(model, guide), pyro.validation_enabled(False):
-        bar = tqdm(
+        bar = progress_bar(
             chunks(x, data_chunk),
+            total=-(-as_args(x)[0].shape[0] // data_chunk),
             desc=f"log p(x), k={num_samples}",
-            unit="chunk",
-            leave=False,
-            disable=(not progress) if progress is not None else None,
+            unit="chunks",
+            progress=progress,
         )
         for xb in bar:
             parts = []

@@ -7,6 +7,7 @@ evaluation.json) and :mod:`pyro_vae.figures` (the figures the model kind chooses
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import sys
@@ -52,6 +53,7 @@ class Run:
     out: Path | None = None
     train_data: TrainingData | None = None  # what the trainer iterates over (the kind's view)
     test_data: Data | None = None  # what the model and guide are scored on
+    data_fingerprint: str | None = None  # of the data as loaded (Dataset.fingerprint)
 
     @property
     def kind(self) -> ModelKind:
@@ -96,6 +98,7 @@ def build(
     else:  # a data set given as an object: the run records its name, not the default's
         train_config = replace(train_config, dataset=dataset.name)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
+    fingerprint = dataset.fingerprint()
     kind = kind_of(model_config.model)
     model_config = replace(
         model_config,
@@ -125,6 +128,7 @@ def build(
         None,
         train_data,
         test_data,
+        fingerprint,
     )
 
 
@@ -164,10 +168,11 @@ def train(
         )
     elif model_config is None or train_config is None:
         raise ValueError("a new run needs its model_config and train_config")
+    check_writable(out)
     run = build(model_config, train_config, dataset)
     run.out = out
-    out.mkdir(parents=True, exist_ok=True)
     if resume:
+        check_same_data(saved, run.data, run.data_fingerprint)
         run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
         log_changes(out, run.trainer.epoch, changes)
     for hook in hooks:
@@ -200,6 +205,25 @@ def train(
     return run, result
 
 
+def check_writable(out: Path) -> None:
+    """Make ``out`` and write a probe file into it before any training, so that a read-only
+    folder or a full disk is one line at the start, not an error after the first epoch."""
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise OSError(
+            f"cannot write into {out} ({e.strerror or e}): choose a writable --out with free space"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+
+
 def resumed_configs(
     saved: dict[str, Any],
     model_config: ModelConfig | None,
@@ -226,6 +250,18 @@ def resumed_configs(
             "into another --out"
         )
     return saved_model, replace(saved_train, **{k: new for k, (_, new) in changes.items()}), changes
+
+
+def check_same_data(saved: dict[str, Any], dataset: data.Dataset, fingerprint: str) -> None:
+    """Refuse to resume or score a run on other data than it was trained on (checkpoints
+    from before fingerprints were recorded are taken as they are)."""
+    recorded = saved.get("data", {}).get("fingerprint")
+    if recorded is not None and recorded != fingerprint:
+        raise data.DataError(
+            f"the data found for this run ({dataset.name} from {dataset.source}) differ from "
+            f"those it was trained on (fingerprint {fingerprint}, recorded {recorded}, from "
+            f"{saved['data'].get('source')}): pass --data-dir to where the run's data are"
+        )
 
 
 def log_changes(out: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
@@ -306,6 +342,8 @@ def load(
                 raise ValueError(
                     f"{ds.name} here has {ds.x_dim} numbers per datum, the run {model_config.x_dim}"
                 )
+            used = ds.subset(train_config.train_size, train_config.test_size)
+            check_same_data(saved, used, used.fingerprint())
         except (data.DataError, ValueError) as e:
             print(
                 f"note: loading {path} without its data ({str(e).splitlines()[0]})", file=sys.stderr
@@ -315,6 +353,8 @@ def load(
         ds = _placeholder(saved, model_config)
         train_config = replace(train_config, binarize="none", labels=0)
     run = build(model_config, train_config, ds)
+    if dataset is True:
+        check_same_data(saved, run.data, run.data_fingerprint)
     run.trainer.load_state_dict(saved["trainer"], str(path))
     run.out = Path(path).parent
     if dataset is False:
@@ -324,11 +364,12 @@ def load(
 
 
 def _placeholder(saved: dict[str, Any], model_config: ModelConfig) -> data.Dataset:
-    """A one-datum stand-in with the run's shapes, for restoring a model without its data."""
+    """A stand-in with the run's shapes and classes, for restoring a model without its data."""
     shape = tuple(saved["data"]["image_shape"])
-    empty = torch.zeros(1, model_config.x_dim)
-    label = torch.tensor([model_config.num_classes - 1])
-    return data.Dataset(saved["data"]["name"], empty, empty, shape, "(not loaded)", label, label)
+    k = model_config.num_classes
+    empty = torch.zeros(k, model_config.x_dim)
+    labels = torch.arange(k)  # one datum per class: the kind counts the run's classes again
+    return data.Dataset(saved["data"]["name"], empty, empty, shape, "(not loaded)", labels, labels)
 
 
 __all__ = ["Run", "build", "evaluation", "finish", "load", "train"]

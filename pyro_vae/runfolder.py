@@ -110,6 +110,7 @@ def save_checkpoint(run: Any, path: Path) -> Path:
                 "image_shape": list(run.data.image_shape),
                 "binarize": run.binarize,
                 "source": run.data.source,
+                "fingerprint": run.data_fingerprint,
             },
             "trainer": run.trainer.state_dict(),
         },

@@ -6,12 +6,15 @@ import contextlib
 import ctypes
 import functools
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pyro
 import torch
 from pyro.nn import PyroModule
 from torch import nn
+from tqdm.auto import tqdm
 
 
 class DeviceError(RuntimeError):
@@ -115,3 +118,54 @@ def fixed_mmap_threshold(size: int = 1 << 20) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, size))
     except (OSError, AttributeError):
         return False
+
+
+class LineProgress:
+    """Progress as a plain line every ``interval`` seconds (``desc: n/total unit (p%),
+    postfix``), for logs and other places where a progress bar's redrawing cannot show."""
+
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        interval: float = 10.0,
+    ) -> None:
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+        self.interval, self.n, self.postfix = interval, 0, ""
+        self.last = time.monotonic()
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable or ():
+            yield item
+            self.update(1)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= self.interval:
+            self.last = time.monotonic()
+            share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+            line = f"{self.desc}: {self.n}/{self.total or '?'} {self.unit}{share}"
+            print(line + (f", {self.postfix}" if self.postfix else ""), file=sys.stderr)
+
+    def set_postfix(self, **values: object) -> None:
+        self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str,
+    unit: str,
+    progress: bool | None,
+) -> Any:
+    """A tqdm bar on a terminal; where stderr is not one (a log file, a batch job) and
+    ``progress`` is not False, a :class:`LineProgress`; nothing with ``progress=False``."""
+    if progress is None and not sys.stderr.isatty():
+        return LineProgress(iterable, total, desc, unit)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=progress is False)

@@ -17,7 +17,6 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from . import evaluate
 from .checkpoint import load_modules
@@ -25,7 +24,7 @@ from .config import TrainConfig
 from .data import SemiSupervised, TrainingData, batches, num_batches, num_data
 from .evaluate import Data, as_args
 from .objectives import PARAM_STORE_ELBOS, ScaleLatents, differentiable, kl_weight, make_elbo
-from .runtime import module_local_params, rng_state, set_rng_state
+from .runtime import module_local_params, progress_bar, rng_state, set_rng_state
 
 
 class Hook(Protocol):
@@ -77,6 +76,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self._validated = False
         self._checked_data: TrainingData | None = None
+        self._compiled = False  # the Jit ELBOs' trace
         self._kl_scale = ScaleLatents(1.0)
         self._param_store: dict = {"params": {}, "constraints": {}}  # for the Jit ELBOs
 
@@ -137,12 +137,11 @@ class Trainer:
                 beta = kl_weight(self.config.beta, self.config.warmup_epochs, self.epoch)
                 self._kl_scale.scale = beta
                 total = torch.zeros((), device=self.device)
-                bar = tqdm(
+                bar = progress_bar(
                     total=steps_per_epoch,
                     desc=f"epoch {self.epoch + 1}/{epochs}",
-                    disable=(not progress) if progress is not None else None,
-                    leave=False,
                     unit="step",
+                    progress=progress,
                 )
                 for i, batch in enumerate(
                     batches(train, self.config.batch_size, dynamic, self.device)
@@ -205,6 +204,8 @@ class Trainer:
         # the KL weight's handler only where it changes something: the default path stays lean
         kl_scale = self._kl_scale if self._kl_scale.scale != 1.0 else contextlib.nullcontext()
         with pyro.validation_enabled(not self._validated), kl_scale:
+            if self.local_params is False and not self._compiled:
+                self._compile(*args)
             self.optimizer.zero_grad(set_to_none=True)
             if self._differentiable:
                 loss = self.loss(*args)
@@ -217,6 +218,15 @@ class Trainer:
         self._validated = True
         self.optimizer.step()
         return loss
+
+    def _compile(self, *args: Tensor) -> None:
+        """Trace a Jit ELBO on the first batch, then put the RNG state back: compiling runs
+        model and guide several times, and its draws must not shift the stream the steps use,
+        or a resumed run (which compiles at its own first step) would not continue exactly."""
+        state = rng_state(self.device)
+        self.loss(*args)
+        set_rng_state(state, self.device)
+        self._compiled = True
 
     def _check_finite(self, running: float) -> None:
         if not math.isfinite(running):

@@ -170,6 +170,19 @@ def _bad_data(root: Path, case: str) -> tuple[list[str], str]:
     if case == "npz without images":
         np.savez(folder / "x.npz", something=np.zeros(3))
         return ["--dataset", f"array:{folder / 'x.npz'}"], "x.npz"
+    if case in ("a label of 255", "a negative label", "a test label beyond the classes"):
+        y_train, y_test = np.arange(40) % 10, np.arange(20) % 10
+        if case == "a label of 255":
+            y_train[3], message = 255, "245 of the classes 0..255 have no data"
+        elif case == "a negative label":
+            y_test[0], message = -1, "labels must be >= 0"
+        else:
+            y_test[0], message = 10, r"a test label .* \(10\) is no training class"
+        images = np.zeros((40, 8, 8), np.uint8), np.zeros((20, 8, 8), np.uint8)
+        np.savez(
+            folder / "x.npz", x_train=images[0], y_train=y_train, x_test=images[1], y_test=y_test
+        )
+        return ["--dataset", f"array:{folder / 'x.npz'}", "--model", "cvae"], message
     if case == "missing array":
         return ["--dataset", f"array:{folder / 'none.npy'}"], "none.npy"
     if case == "celeba attributes name missing images":
@@ -219,6 +232,9 @@ DATA_CASES = [
     "array not numpy",
     "npz without images",
     "missing array",
+    "a label of 255",
+    "a negative label",
+    "a test label beyond the classes",
     "celeba attributes name missing images",
     "celeba malformed attribute row",
     "truncated idx",
@@ -397,3 +413,57 @@ def test_an_out_folder_with_other_files_is_refused(capsys, tmp_path, tiny_mnist_
     (out / "thesis.tex").write_text("months of work")
     argv = ["train", "--data-dir", str(tiny_mnist_dir), "--out", str(out)]
     refused(capsys, argv, "holds files but no checkpoint.*thesis.tex", out)
+
+
+def test_an_out_folder_that_cannot_be_written(capsys, tmp_path, tiny_mnist_dir):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    argv = ["train", "--data-dir", str(tiny_mnist_dir), "--out", str(blocker / "run")]
+    refused(capsys, argv, "cannot write into .*choose a writable --out", tmp_path)
+
+
+def test_a_full_disk_is_one_line_before_training(capsys, tmp_path, tiny_mnist_dir, monkeypatch):
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    argv = ["train", "--data-dir", str(tiny_mnist_dir), "--out", str(tmp_path / "run")]
+    refused(capsys, argv, "cannot write into .*No space left on device")
+    assert list((tmp_path / "run").iterdir()) == []  # the probe is gone, nothing else written
+
+
+# -- the data a model or a guide is called with ----------------------------------------------
+
+PAIRS = {
+    "vae/normal": ModelConfig(z_dim=2, hidden=(8,), x_dim=12),
+    "vae/iaf": ModelConfig(z_dim=2, hidden=(8,), x_dim=12, guide="iaf"),
+    "vae/fullcov": ModelConfig(z_dim=2, hidden=(8,), x_dim=12, guide="fullcov"),
+    "hvae/bottom-up": ModelConfig(
+        model="hvae", z_dim=2, z1_dim=3, hidden=(8,), top_hidden=(8,), x_dim=12
+    ),
+    "hvae/ladder": ModelConfig(
+        model="hvae", guide="ladder", z_dim=2, z1_dim=3, hidden=(8,), top_hidden=(8,), x_dim=12
+    ),
+}
+BAD_ROWS = [
+    (torch.rand(4, 11), r"shape \(batch, 12\); got \(4, 11\)"),
+    (torch.rand(4, 3, 4), r"shape \(batch, 12\); got \(4, 3, 4\)"),
+    (torch.rand(12), r"shape \(batch, 12\); got \(12,\)"),
+    (np.zeros((4, 12), np.float32), r"got ndarray"),
+    (torch.ones(4, 12, dtype=torch.uint8), "float tensor; got torch.uint8"),
+    (torch.ones(4, 12, dtype=torch.int64), "float tensor; got torch.int64"),
+    (torch.rand(0, 12), "empty batch"),
+    (torch.full((4, 12), float("nan")), "NaN or inf"),
+    (torch.full((4, 12), float("inf")), "NaN or inf"),
+]
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+@pytest.mark.parametrize("x, message", BAD_ROWS, ids=lambda v: None)
+def test_models_and_guides_check_their_data_before_any_network_runs(pair, x, message):
+    from pyro_vae.kinds import build
+
+    model, guide = build(PAIRS[pair])
+    for who in (model, guide):
+        with pytest.raises(ValueError, match=message):
+            who(x)

@@ -215,3 +215,111 @@ def test_the_trainer_checks_its_data_against_the_likelihood():
     trainer = Trainer(cb, guides.NormalGuide(12, 2, (8,)), TrainConfig(), CPU)
     with pytest.raises(ValueError, match="support|\\[0, 1\\]"):
         trainer.fit(x + 1, epochs=1, progress=False)
+
+
+def test_ctrl_c_is_one_line_and_keeps_the_last_epoch(tiny_mnist_dir, tmp_path):
+    out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoint.pt"
+    proc = subprocess.Popen(
+        _train_cmd(tiny_mnist_dir, out, 50),
+        cwd=REPO,
+        env={**os.environ, "PYRO_VAE_DATA": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no epoch finished in 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    epoch = checkpoint.load(ckpt)["trainer"]["epoch"]
+    assert last == (
+        f"pyro-vae: interrupted; {ckpt} holds epoch {epoch}, the last finished one: continue "
+        f"with pyro-vae train --resume --out {out}"
+    )
+
+
+def test_long_work_reports_progress_in_logs(capsys):
+    """Where stderr is not a terminal (pytest captures it), progress is a plain line every few
+    seconds; with progress=False, nothing."""
+    from pyro_vae.runtime import LineProgress, progress_bar
+
+    assert isinstance(progress_bar(range(3), desc="d", unit="u", progress=None), LineProgress)
+    quiet = progress_bar(range(3), desc="d", unit="u", progress=False)
+    assert list(quiet) == [0, 1, 2] and capsys.readouterr().err == ""
+    bar = LineProgress(range(4), total=4, desc="log p(x), k=5000", unit="chunks", interval=0)
+    bar.set_postfix(loss="93.10")
+    assert list(bar) == [0, 1, 2, 3]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "log p(x), k=5000: 1/4 chunks (25%), loss 93.10"
+    assert lines[-1] == "log p(x), k=5000: 4/4 chunks (100%), loss 93.10"
+
+
+def test_a_run_is_never_scored_or_resumed_on_other_data(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    images = tmp_path / "mine.npy"
+    np.save(images, rng.integers(0, 256, (300, 8, 8), dtype=np.uint8))
+    out = tmp_path / "run"
+    train = ["train", "--dataset", f"array:{images}", "--hidden", "16", "--z-dim", "2"]
+    assert cli.main([*train, "--epochs", "1", "--ll-samples", "0", "--out", str(out)]) == 0
+    ckpt = out / "checkpoint.pt"
+    assert cli.main(["evaluate", str(ckpt), "--samples", "5"]) == 0
+    before = ckpt.read_bytes()
+    np.save(images, rng.integers(0, 256, (300, 8, 8), dtype=np.uint8))  # same shape, new data
+    capsys.readouterr()
+    for argv in (
+        ["evaluate", str(ckpt), "--samples", "5"],
+        ["train", "--resume", "--out", str(out), "--epochs", "2"],
+    ):
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("pyro-vae: error: the data found for this run")
+        assert "differ from those it was trained on" in err and "\n" not in err
+    assert ckpt.read_bytes() == before
+    assert cli.main(["sample", str(ckpt), "--n", "4"]) == 0  # needs no data: fine
+
+
+def test_a_relative_data_dir_is_recorded_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig(data_dir="data").data_dir == str(tmp_path / "data")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"elbo": "trace"},
+        {"elbo": "meanfield"},
+        {"elbo": "jit-trace"},
+        {"elbo": "jit-meanfield"},
+        {"elbo": "iwae", "num_particles": 3},
+        {"elbo": "iwae-dreg", "num_particles": 3},
+        {"elbo": "trace", "beta": 2.0, "warmup_epochs": 2},
+    ],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_resume_is_bit_exact_for_every_objective(changes, config, tmp_path):
+    """Two epochs straight against one, a new process's worth of state (the checkpoint), and
+    one more: every tensor and every CSV row the same."""
+    config = replace(config, epochs=2, **changes)
+    straight, _ = runs.train(SMALL, config, tmp_path / "a", progress=False)
+    runs.train(SMALL, replace(config, epochs=1), tmp_path / "b", progress=False)
+    runs.train(None, None, tmp_path / "b", resume=True, progress=False)  # at its end: a no-op
+    resumed, _ = runs.train(SMALL, config, tmp_path / "b", resume=True, progress=False)
+    a, b = straight.trainer.state_dict(), resumed.trainer.state_dict()
+    assert a["epoch"] == b["epoch"] == 2
+    for key, value in a["modules"].items():
+        assert torch.equal(value, b["modules"][key]), key
+    states = zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True)
+    for sa, sb in states:
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert _rows(tmp_path / "a" / "metrics.csv") == _rows(tmp_path / "b" / "metrics.csv")

@@ -127,6 +127,7 @@ LAYERS = [
     {
         "registry",
         "runtime",
+        "inputs",
         "nets",
         "likelihoods",
         "priors",

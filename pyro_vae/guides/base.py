@@ -10,6 +10,7 @@ from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ..inputs import check_rows
 from ..nets import MLP
 
 
@@ -49,7 +50,7 @@ class AmortizedGuide(PyroModule):
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:
             raise ValueError("the guide q(z|x) encodes data: call guide(x) with x given")
-        with pyro.plate("data", x.shape[0]):
+        with pyro.plate("data", check_rows(x, self.x_dim)):
             return pyro.sample("z", self.posterior(x))
 
     def posterior(self, x: Tensor) -> Distribution:

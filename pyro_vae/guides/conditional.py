@@ -11,6 +11,7 @@ from pyro.infer import config_enumerate
 from torch import Tensor
 from torch.distributions import Distribution
 
+from ..inputs import check_rows
 from ..nets import MLP, ConditionalMLP
 from .normal import NormalGuide
 
@@ -42,7 +43,7 @@ class ConditionalNormalGuide(NormalGuide):
     ) -> Tensor:
         if x is None or y is None:
             raise ValueError("the guide q(z|x,y) encodes labelled data: call guide(x, y)")
-        with pyro.plate("data", x.shape[0]):
+        with pyro.plate("data", check_rows(x, self.x_dim)):
             return self.sample_z(x, y)
 
     def sample_z(self, x: Tensor, y: Tensor) -> Tensor:
@@ -85,7 +86,7 @@ class M2Guide(ConditionalNormalGuide):
     ) -> Tensor:
         if x is None:
             raise ValueError("the guide q(y, z | x) encodes data: call guide(x) or guide(x, y)")
-        with pyro.plate("data", x.shape[0]):
+        with pyro.plate("data", check_rows(x, self.x_dim)):
             if y is None:
                 y = self.sample_y(x)
             return self.sample_z(x, y)

@@ -11,6 +11,7 @@ from pyro.nn import PyroModule
 from torch import Tensor
 from torch.distributions import Distribution
 
+from ..inputs import check_rows
 from ..models.hierarchical import ConditionalNormal
 from ..nets import hidden_layers
 
@@ -50,7 +51,7 @@ class BottomUpGuide(PyroModule):
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:
             raise ValueError("the guide q(z1, z2 | x) encodes data: call guide(x) with x given")
-        with pyro.plate("data", x.shape[0]):
+        with pyro.plate("data", check_rows(x, self.x_dim)):
             z1 = pyro.sample("z1", self.q_z1(x))
             return pyro.sample("z2", self.q_z2(z1))
 
@@ -115,6 +116,7 @@ class LadderGuide(PyroModule):
     def forward(self, x: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         if x is None:
             raise ValueError("the guide q(z1, z2 | x) encodes data: call guide(x) with x given")
+        check_rows(x, self.x_dim)
         d1, d2 = self.bottom_up(x)
         with pyro.plate("data", x.shape[0]):
             z2 = pyro.sample("z2", self.est2(d2))

@@ -127,7 +127,23 @@ class ModelKind:
                 f"--model {self.name} needs labelled data and {dataset.name} has no labels: "
                 "use --dataset mnist or fashion-mnist"
             )
-        return int(max(dataset.train_labels.max(), dataset.test_labels.max())) + 1
+        train, test = dataset.train_labels, dataset.test_labels
+        k = int(train.max()) + 1
+        low = int(min(train.min(), test.min()))
+        if low < 0:
+            raise ValueError(f"the labels of {dataset.name} must be 0..K-1; found {low}")
+        if int(test.max()) >= k:
+            raise ValueError(
+                f"a test label of {dataset.name} ({int(test.max())}) is no training class "
+                f"(0..{k - 1}): fix the labels"
+            )
+        unused = k - len(torch.unique(train))
+        if unused:
+            raise ValueError(
+                f"the training labels of {dataset.name} run up to {k - 1}, but {unused} of the "
+                f"classes 0..{k - 1} have no data: labels must be 0..K-1 with every class used"
+            )
+        return k
 
     def views(
         self, dataset: data.Dataset, train_config: Any, num_classes: int

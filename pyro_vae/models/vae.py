@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyro
-import torch
 from pyro.nn import PyroModule
 from pyro.poutine.util import is_validation_enabled
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ..inputs import check_rows
 from ..likelihoods import Bernoulli, LikelihoodLike, check_support
 from ..nets import MLP
 from ..priors import PriorLike, as_prior
@@ -87,12 +87,4 @@ class VAEModel(PyroModule):
             if batch_size is None:
                 raise ValueError("model() needs data x to score, or batch_size=n to generate")
             return batch_size
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[-1] != self.x_dim:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
-                f"x must be a float tensor of shape (batch, {self.x_dim}); got {shape} "
-                "(flatten images with x.reshape(len(x), -1))"
-            )
-        if not torch.is_floating_point(x):
-            raise ValueError(f"x must be a float tensor; got {x.dtype} (use x.float() / 255)")
-        return x.shape[0]
+        return check_rows(x, self.x_dim)
