@@ -323,3 +323,31 @@ def test_resume_is_bit_exact_for_every_objective(changes, config, tmp_path):
     for sa, sb in states:
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert _rows(tmp_path / "a" / "metrics.csv") == _rows(tmp_path / "b" / "metrics.csv")
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys, torch
+from pyro_vae import checkpoint
+
+def dies(obj, f):
+    f.write(b"half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = dies
+checkpoint.save(sys.argv[1], {"w": torch.zeros(3)})
+"""
+
+
+def test_kill_9_inside_a_checkpoint_write_keeps_the_previous_file(tmp_path):
+    path = checkpoint.save(tmp_path / "checkpoint.pt", {"w": torch.ones(3)})
+    before = path.read_bytes()
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(path)], cwd=REPO)
+        assert done.returncode == -signal.SIGKILL
+        assert path.read_bytes() == before
+        assert torch.equal(checkpoint.load(path)["w"], torch.ones(3))
+    # each write cleared the file of the writer killed before it: only the last one is left
+    assert len(list(tmp_path.glob(".checkpoint.pt.tmp-*"))) == 1
+    checkpoint.save(path, {"w": torch.full((3,), 2.0)})  # the next write clears them
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
