@@ -2,6 +2,11 @@
 
     python benchmarks/speed.py --data-dir ../shared/data --epochs 5
 
+Two rows by default (``--nets``): the default VAE (784-500-500-50, batch 128) and a small net
+whose step is bound by per-step overhead (784-64-64-8, batch 32, 10,000 digits), which is what
+a GPU sees; ``--hidden``/``--z-dim``/``--batch-size``/``--train-size`` measure one custom row.
+On CUDA the device's name is printed with each row.
+
 Both train on the same data set (one tensor on the device, dynamic binarization, batches sliced
 from a per-epoch permutation: batch preparation is timed on both sides), interleaved epoch by
 epoch in one process so that a noisy machine slows both alike. The hand-written VAE computes
@@ -47,6 +52,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # process-wide, Linux KiB
 
 
+# the rows measured by default: the default VAE, and a small net whose step is bound by
+# per-step overhead (what a GPU sees for every net of the default's size)
+NETS = {
+    "default": {"hidden": [500, 500], "z_dim": 50, "batch_size": 128, "train_size": None},
+    "small": {"hidden": [64, 64], "z_dim": 8, "batch_size": 32, "train_size": 10000},
+}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=None)
@@ -54,33 +67,60 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=5, help="interleaved epochs per side")
     p.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs per side first")
-    p.add_argument("--z-dim", type=int, default=50)
-    p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
-    p.add_argument("--activation", default="elu")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--elbo", default="trace", choices=sorted(ELBOS))
+    p.add_argument(
+        "--nets",
+        nargs="+",
+        default=list(NETS),
+        choices=list(NETS),
+        help="rows to measure (each: " + "; ".join(f"{k}: {v}" for k, v in NETS.items()) + ")",
+    )
+    p.add_argument("--z-dim", type=int, default=None, help="one custom row instead of --nets")
+    p.add_argument("--hidden", type=int, nargs="*", default=None)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--activation", default="elu")
+    p.add_argument("--elbo", default="trace", choices=sorted(ELBOS))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
+    full = data.load(args.dataset, args.data_dir)
+    custom = {
+        k: getattr(args, k)
+        for k in ("hidden", "z_dim", "batch_size", "train_size")
+        if getattr(args, k) is not None
+    }
+    rows = {"custom": {**NETS["default"], **custom}} if custom else {n: NETS[n] for n in args.nets}
+    return {name: measure(args, device, full, **net) for name, net in rows.items()}
+
+
+def measure(
+    args: argparse.Namespace,
+    device: torch.device,
+    full: data.Dataset,
+    hidden: list[int],
+    z_dim: int,
+    batch_size: int,
+    train_size: int | None,
+) -> dict:
+    """One row: pyro-vae and the hand-written VAE of one architecture, interleaved."""
     set_seed(args.seed)
-    ds = data.load(args.dataset, args.data_dir).subset(args.train_size).to(device)
+    ds = full.subset(train_size).to(device)
     train = ds.train
     model_config = ModelConfig(
-        x_dim=ds.x_dim, z_dim=args.z_dim, hidden=tuple(args.hidden), activation=args.activation
+        x_dim=ds.x_dim, z_dim=z_dim, hidden=tuple(hidden), activation=args.activation
     )
-    train_config = TrainConfig(batch_size=args.batch_size, elbo=args.elbo, device=str(device))
+    train_config = TrainConfig(batch_size=batch_size, elbo=args.elbo, device=str(device))
     model, guide = build(model_config)
     trainer = Trainer(model.to(device), guide.to(device), train_config, device)
-    vae = HandWrittenVAE(ds.x_dim, args.z_dim, args.hidden, args.activation).to(device)
+    vae = HandWrittenVAE(ds.x_dim, z_dim, hidden, args.activation).to(device)
     opt = vae.optimizer(train_config.lr)
 
     def ours() -> None:
         trainer.fit(train, trainer.epoch + 1, dynamic=True, progress=False)
 
     def theirs() -> None:
-        vae.train_epoch(opt, train, args.batch_size, dynamic=True)
+        vae.train_epoch(opt, train, batch_size, dynamic=True)
 
     for _ in range(args.warmup_epochs):
         ours()
@@ -91,14 +131,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         order = [("pyro-vae", ours), ("hand-written", theirs)]
         for name, fn in order if epoch % 2 == 0 else order[::-1]:
             times[name].append(timed(device, fn))
-    steps = -(-train.shape[0] // args.batch_size)
+    steps = -(-train.shape[0] // batch_size)
     ratios = [a / b for a, b in zip(times["pyro-vae"], times["hand-written"], strict=True)]
     result = {
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "architecture": f"{ds.x_dim}-{'-'.join(map(str, args.hidden))}-{args.z_dim}",
-        "batch_size": args.batch_size,
+        "architecture": f"{ds.x_dim}-{'-'.join(map(str, hidden))}-{z_dim}",
+        "batch_size": batch_size,
+        "train_size": train.shape[0],
         "elbo": args.elbo,
         "steps_per_epoch": steps,
         "ratio_median": statistics.median(ratios),
@@ -106,21 +147,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "ratio_max": max(ratios),
         "peak_memory_mb": peak_memory_mb(device),
     }
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"{result['architecture']}, batch {args.batch_size}, {steps} steps/epoch, "
-        f"{args.epochs} interleaved epochs after {args.warmup_epochs} warm-up, device {device}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"{result['architecture']}, batch {batch_size}, {train.shape[0]} data, {steps} "
+        f"steps/epoch, {args.epochs} interleaved epochs after {args.warmup_epochs} warm-up, "
+        f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"{'':14s} {'s/epoch':>9s} {'ms/step':>9s} {'samples/s':>10s}")
-    for name, ts in times.items():
+    for side, ts in times.items():
         med = statistics.median(ts)
-        result[name] = {"s_per_epoch": med, "ms_per_step": 1e3 * med / steps}
-        print(f"{name:14s} {med:9.2f} {1e3 * med / steps:9.2f} {train.shape[0] / med:10.0f}")
+        result[side] = {"s_per_epoch": med, "ms_per_step": 1e3 * med / steps}
+        print(f"{side:14s} {med:9.2f} {1e3 * med / steps:9.2f} {train.shape[0] / med:10.0f}")
     print(
         f"ratio pyro-vae / hand-written: {result['ratio_median']:.2f} "
         f"(min {result['ratio_min']:.2f}, max {result['ratio_max']:.2f}); "
         f"peak memory {result['peak_memory_mb']:.0f} MB"
         + (" (process, both sides)" if device.type == "cpu" else "")
+        + "\n"
     )
     return result
 

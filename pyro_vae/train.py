@@ -24,7 +24,13 @@ from .config import TrainConfig
 from .data import SemiSupervised, TrainingData, batches, num_batches, num_data
 from .evaluate import Data, as_args
 from .objectives import PARAM_STORE_ELBOS, ScaleLatents, differentiable, kl_weight, make_elbo
-from .runtime import module_local_params, progress_bar, rng_state, set_rng_state
+from .runtime import (
+    fast_modules,
+    module_local_params,
+    progress_bar,
+    rng_state,
+    set_rng_state,
+)
 
 
 class Hook(Protocol):
@@ -128,8 +134,11 @@ class Trainer:
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
         n = num_data(train)
         steps_per_epoch = num_batches(train, self.config.batch_size)
-        with module_local_params(
-            self.model, self.guide, enabled=self.local_params, store=self._param_store
+        with (
+            module_local_params(
+                self.model, self.guide, enabled=self.local_params, store=self._param_store
+            ),
+            fast_modules(self._differentiable),
         ):
             while self.epoch < epochs:
                 start = time.perf_counter()

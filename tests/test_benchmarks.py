@@ -38,6 +38,30 @@ def test_speed_benchmark_smoke(tiny_mnist_dir):
     assert "hand-written" in done.stdout and "ms/step" in done.stdout
 
 
+def test_speed_benchmark_named_rows(tiny_mnist_dir):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/speed.py",
+            "--data-dir",
+            str(tiny_mnist_dir),
+            "--nets",
+            "small",
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "784-64-64-8, batch 32, 10000 data" in done.stdout
+    assert done.stdout.count("ratio pyro-vae / hand-written") == 1
+
+
 def test_quality_benchmark_smoke(tiny_mnist_dir, tmp_path):
     done = subprocess.run(
         [

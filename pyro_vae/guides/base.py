@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..inputs import check_rows
 from ..nets import MLP
+from ..runtime import FastPyroModule
 
 
-class AmortizedGuide(PyroModule):
+class AmortizedGuide(FastPyroModule):
     """q(z | x) at site "z" inside ``pyro.plate("data")``, from an encoder network: an MLP
     ``x_dim -> hidden... -> width`` unless ``encoder`` is given, ``width`` defaulting to the
     subclass's ``encoder_width(z_dim)``. Subclasses define ``posterior(x)`` and the static

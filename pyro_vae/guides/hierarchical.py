@@ -7,16 +7,16 @@ from collections.abc import Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import Tensor
 from torch.distributions import Distribution
 
 from ..inputs import check_rows
 from ..models.hierarchical import ConditionalNormal
 from ..nets import hidden_layers
+from ..runtime import FastPyroModule
 
 
-class BottomUpGuide(PyroModule):
+class BottomUpGuide(FastPyroModule):
     """q(z1, z2 | x) = q(z1 | x) q(z2 | z1), the inference network of Burda et al. (2015)::
 
         z1 ~ q(z1 | x)  = N(mu_φ(x), diag σ_φ(x)²)     # x -> hidden... -> 2 z1_dim   site "z1"
@@ -66,7 +66,7 @@ class BottomUpGuide(PyroModule):
         return {"z1": z1, "z2": self.q_z2.params(z1)[0]}
 
 
-class LadderGuide(PyroModule):
+class LadderGuide(FastPyroModule):
     """Top-down inference of the Ladder VAE (Sønderby et al. 2016) for two layers.
 
     A deterministic bottom-up pass ``d1 = MLP(x)``, ``d2 = MLP(d1)`` gives estimates

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import Tensor
 
 from ..nets import MLP
+from ..runtime import FastPyroModule
 
 
-class Classifier(PyroModule):
+class Classifier(FastPyroModule):
     """p(y | x) = Categorical(softmax(g_theta(x))), site "y" observed, one datum at a time.
 
     With no latent variables the ELBO is the log-likelihood of the labels, so SVI with
@@ -43,7 +43,7 @@ class Classifier(PyroModule):
         return self.net(x).softmax(-1)
 
 
-class NoLatents(PyroModule):
+class NoLatents(FastPyroModule):
     """The guide of a model without latent variables: it samples nothing."""
 
     def forward(self, *args: object, **kwargs: object) -> None:

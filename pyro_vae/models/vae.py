@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyro
-from pyro.nn import PyroModule
 from pyro.poutine.util import is_validation_enabled
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -14,9 +13,10 @@ from ..inputs import check_rows
 from ..likelihoods import Bernoulli, LikelihoodLike, check_support
 from ..nets import MLP
 from ..priors import PriorLike, as_prior
+from ..runtime import FastPyroModule
 
 
-class VAEModel(PyroModule):
+class VAEModel(FastPyroModule):
     """Generative model of a VAE (Kingma & Welling 2014), one datum at a time::
 
         z ~ p(z)                       # prior, e.g. N(0, I)       site "z"
