@@ -36,6 +36,13 @@ def leaves(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix, obj
 
 
+def digest_tensor(h: Any, tensor: torch.Tensor) -> None:
+    """Feed a tensor's dtype, shape and bytes to the hash ``h`` (a ``hashlib`` object)."""
+    t = tensor.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
 def checksum(payload: dict[str, Any]) -> str:
     """SHA-256 over every key, tensor (dtype, shape, bytes) and plain value of ``payload``
     except its ``checksum``."""
@@ -43,9 +50,7 @@ def checksum(payload: dict[str, Any]) -> str:
     for key, value in leaves({k: v for k, v in payload.items() if k != "checksum"}):
         h.update(key.encode())
         if isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest_tensor(h, value)
         else:
             h.update(repr(value).encode())
     return h.hexdigest()

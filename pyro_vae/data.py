@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import imagefiles
+from . import checkpoint, imagefiles
 from .imagefiles import DataError
 from .registry import Registry, construct, one_of
 
@@ -129,9 +129,7 @@ class Dataset:
         step = max(1, -(-len(self.train) // 1000))
         for part in (self.test, self.test_labels, self.train[::step], self.train_labels):
             if part is not None:
-                t = part.detach().cpu().contiguous()
-                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+                checkpoint.digest_tensor(h, part)
         h.update(f"{tuple(self.train.shape)}".encode())
         return h.hexdigest()[:16]
 

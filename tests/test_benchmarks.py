@@ -12,26 +12,28 @@ from tests.conftest import REPO
 VARIANTS = ["vae", "iwae5", "iwae50", "vampprior", "mog", "fullcov", "iaf"]
 
 
-def test_speed_benchmark_smoke(tiny_mnist_dir):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/speed.py",
-            "--data-dir",
-            str(tiny_mnist_dir),
-            "--train-size",
-            "512",
-            "--epochs",
-            "2",
-            "--hidden",
-            "32",
-            "--z-dim",
-            "4",
-        ],
+def speed(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "benchmarks/speed.py", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=300,
+    )
+
+
+def test_speed_benchmark_smoke(tiny_mnist_dir):
+    done = speed(
+        "--data-dir",
+        str(tiny_mnist_dir),
+        "--train-size",
+        "512",
+        "--epochs",
+        "2",
+        "--hidden",
+        "32",
+        "--z-dim",
+        "4",
     )
     assert done.returncode == 0, done.stderr
     assert "ratio pyro-vae / hand-written" in done.stdout
@@ -39,23 +41,15 @@ def test_speed_benchmark_smoke(tiny_mnist_dir):
 
 
 def test_speed_benchmark_named_rows(tiny_mnist_dir):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/speed.py",
-            "--data-dir",
-            str(tiny_mnist_dir),
-            "--nets",
-            "small",
-            "--epochs",
-            "1",
-            "--warmup-epochs",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
+    done = speed(
+        "--data-dir",
+        str(tiny_mnist_dir),
+        "--nets",
+        "small",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
     )
     assert done.returncode == 0, done.stderr
     assert "784-64-64-8, batch 32, 10000 data" in done.stdout
