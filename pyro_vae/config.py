@@ -22,6 +22,7 @@ from .nets import ACTIVATIONS
 from .objectives import ELBOS
 from .priors import PRIORS
 from .registry import one_of
+from .traced import STEPS
 
 T = TypeVar("T")
 
@@ -147,6 +148,12 @@ class TrainConfig:
     num_particles: int = option(
         1, "particles k per datum (iwae: the bound's k)", flag="--particles"
     )
+    step: str = option(
+        "traced",
+        "traced (the ELBO's tensor operations recorded once per batch shape and replayed; "
+        "falls back to eager, with a note, where a model cannot be traced) or eager (Pyro runs "
+        "model and guide every step)",
+    )
     beta: float = option(1.0, "weight of the KL term (β-VAE); 1 is the ELBO")
     warmup_epochs: int = option(0, "ramp the KL weight linearly from 0 to beta over these epochs")
     seed: int = option(0, "random seed")
@@ -174,6 +181,8 @@ class TrainConfig:
             raise ValueError(f"adam_betas must lie in [0, 1); got {self.adam_betas}")
         self.adam_betas = (beta1, beta2)
         ELBOS.check(self.elbo)
+        if self.step not in STEPS:
+            one_of(self.step, STEPS, "training step")
         if self.binarize not in ("auto", *data.BINARIZATIONS):
             one_of(self.binarize, ("auto", *data.BINARIZATIONS), "binarization")
         for name in ("ll_samples", "warmup_epochs", "labelled_repeats", "seed"):
@@ -205,7 +214,16 @@ class TrainConfig:
 
 # what may change when a run is resumed (each change is logged in the run folder); any other
 # difference from the saved options is refused
-RESUMABLE = ("epochs", "lr", "device", "data_dir", "data_memory", "ll_samples", "tensorboard")
+RESUMABLE = (
+    "epochs",
+    "lr",
+    "device",
+    "data_dir",
+    "data_memory",
+    "ll_samples",
+    "tensorboard",
+    "step",
+)
 
 
 def differences(saved: Any, given: Any) -> dict[str, tuple[Any, Any]]:

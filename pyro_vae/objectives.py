@@ -50,6 +50,10 @@ class ScaleLatents(Messenger):
         super().__init__()
         self.scale = scale
 
+    def trace_key(self) -> float:
+        """What a recorded graph depends on (:mod:`pyro_vae.traced`): the scale."""
+        return self.scale
+
     def _pyro_sample(self, msg: dict) -> None:
         if not msg["is_observed"] and not site_is_subsample(msg):
             msg["scale"] = self.scale * msg["scale"]

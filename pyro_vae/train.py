@@ -31,6 +31,7 @@ from .runtime import (
     rng_state,
     set_rng_state,
 )
+from .traced import TracedLoss
 
 
 class Hook(Protocol):
@@ -71,6 +72,13 @@ class Trainer:
         self.loss = self.elbo(model, guide)
         self.local_params = not isinstance(self.elbo, PARAM_STORE_ELBOS)
         self._differentiable = differentiable(self.elbo)
+        # the traced step replays the loss's tensor operations (pyro_vae.traced); it needs a
+        # loss tensor from module-local parameters (not RenyiELBO, not the Jit ELBOs)
+        self.traced = (
+            TracedLoss(self.loss)
+            if config.step == "traced" and self._differentiable and self.local_params
+            else None
+        )
         self.optimizer = torch.optim.Adam(
             self.loss.parameters(),
             lr=config.lr,
@@ -217,7 +225,7 @@ class Trainer:
                 self._compile(*args)
             self.optimizer.zero_grad(set_to_none=True)
             if self._differentiable:
-                loss = self.loss(*args)
+                loss = (self.traced or self.loss)(*args)
                 loss.backward()
                 loss = loss.detach()
             else:

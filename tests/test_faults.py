@@ -146,11 +146,11 @@ def _train_cmd(tiny_mnist_dir: Path, out: Path, epochs: int, *extra: str) -> lis
 
 
 def test_kill_9_during_training_and_writes_never_loses_the_run(tiny_mnist_dir, tmp_path):
-    """SIGKILL at random moments after a checkpoint write (epochs are ~0.3 s, so some land in
+    """SIGKILL at random moments after a checkpoint write (epochs are ~0.1-0.3 s, so some land in
     the next write): the checkpoint left always loads, and the run always resumes to the end."""
     out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoint.pt"
     env = {**os.environ, "PYRO_VAE_DATA": ""}
-    epochs, rng = 8, np.random.default_rng(0)
+    epochs, rng = 40, np.random.default_rng(0)  # enough that no kill comes after the last
     for _ in range(3):
         before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
         resume = ["--resume"] if before is not None else []

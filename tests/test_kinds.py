@@ -142,6 +142,7 @@ LAYERS = [
         "latent",
         "plots",
         "kinds",
+        "traced",
     },
     {"config"},
     {"train", "options"},
