@@ -33,6 +33,7 @@ from pyro_vae.config import ModelConfig, TrainConfig
 from pyro_vae.kinds import build
 from pyro_vae.objectives import ELBOS
 from pyro_vae.runtime import resolve_device, set_seed
+from pyro_vae.traced import STEPS
 from pyro_vae.train import Trainer
 
 
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--train-size", type=int, default=None)
     p.add_argument("--activation", default="elu")
     p.add_argument("--elbo", default="trace", choices=sorted(ELBOS))
+    p.add_argument("--step", default="traced", choices=STEPS, help="pyro-vae's training step")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -110,7 +112,9 @@ def measure(
     model_config = ModelConfig(
         x_dim=ds.x_dim, z_dim=z_dim, hidden=tuple(hidden), activation=args.activation
     )
-    train_config = TrainConfig(batch_size=batch_size, elbo=args.elbo, device=str(device))
+    train_config = TrainConfig(
+        batch_size=batch_size, elbo=args.elbo, step=args.step, device=str(device)
+    )
     model, guide = build(model_config)
     trainer = Trainer(model.to(device), guide.to(device), train_config, device)
     vae = HandWrittenVAE(ds.x_dim, z_dim, hidden, args.activation).to(device)
@@ -141,6 +145,7 @@ def measure(
         "batch_size": batch_size,
         "train_size": train.shape[0],
         "elbo": args.elbo,
+        "step": args.step,
         "steps_per_epoch": steps,
         "ratio_median": statistics.median(ratios),
         "ratio_min": min(ratios),
@@ -150,7 +155,8 @@ def measure(
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"{result['architecture']}, batch {batch_size}, {train.shape[0]} data, {steps} "
-        f"steps/epoch, {args.epochs} interleaved epochs after {args.warmup_epochs} warm-up, "
+        f"steps/epoch, --elbo {args.elbo} --step {args.step}, {args.epochs} interleaved "
+        f"epochs after {args.warmup_epochs} warm-up, "
         f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"{'':14s} {'s/epoch':>9s} {'ms/step':>9s} {'samples/s':>10s}")

@@ -64,6 +64,7 @@ class TracedLoss:
 
     def __init__(self, module: nn.Module, report: Callable[[str], None] | None = None) -> None:
         self.module = module
+        self._modules = list(module.modules())  # for the key: their train/eval modes
         self.graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self.disabled: str | None = None  # why the eager step is used, once decided
         self.calls = 0
@@ -93,7 +94,7 @@ class TracedLoss:
     def _key(self, args: tuple[Tensor, ...]) -> tuple:
         return (
             tuple((a.shape, a.dtype, a.device) for a in args),
-            tuple(m.training for m in self.module.modules()),
+            tuple(m.training for m in self._modules),
             tuple(_handler_key(h) for h in _PYRO_STACK),
             torch.is_grad_enabled(),
         )
