@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import checkpoint, data, evaluate
+from . import checkpoint, data, distributed, evaluate
 from . import run as runs
 from .config import ModelConfig, TrainConfig, from_dict
 from .options import HelpFormatter, add_train_arguments, configs_from_args
@@ -31,6 +33,7 @@ USER_ERRORS = (
     FileExistsError,
     FloatingPointError,
     OSError,  # a read-only folder, a full disk: the system's one line names the path
+    distributed.RankError,  # another process of a torchrun run died or hung
 )
 EXPERIMENTS_VAR = "PYRO_VAE_EXPERIMENTS"
 
@@ -201,17 +204,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(Exception):
+    """SIGTERM: a batch scheduler ending the job, or torchrun ending a run one of whose
+    processes failed."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except USER_ERRORS as e:
         # one line: Pyro appends a table of trace shapes to errors raised inside a model
-        print(f"pyro-vae: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        kept = _kept(args) if isinstance(e, distributed.RankError) else ""
+        print(f"pyro-vae: error: {str(e).splitlines()[0]}{kept}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"pyro-vae: interrupted{_kept(args)}", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"pyro-vae: terminated (SIGTERM){_kept(args)}", file=sys.stderr)
+        return 143
+    finally:
+        distributed.shutdown()  # leave the process group before exiting (gloo aborts otherwise)
     return 0
 
 

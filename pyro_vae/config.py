@@ -167,6 +167,12 @@ class TrainConfig:
         metavar="GIB",
     )
     ll_samples: int = option(5000, "importance samples for the final test log p(x); 0 skips it")
+    dist_timeout: float = option(
+        600.0,
+        "torchrun runs: seconds a process waits for the others (a collective, rank 0 writing "
+        "an epoch) before the run stops with an error; must exceed rank 0's longest write",
+        metavar="S",
+    )
     tensorboard: bool = option(
         False,
         "also write TensorBoard event files into the run folder (per-epoch numbers, the "
@@ -208,6 +214,10 @@ class TrainConfig:
             raise ValueError(
                 f"lr must lie in (0, 1] (Adam diverges above; 1e-4 to 1e-2 is usual); got {self.lr}"
             )
+        if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
+            raise ValueError(
+                f"dist_timeout must be a finite number of seconds > 0; got {self.dist_timeout}"
+            )
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"beta must be a finite number >= 0; got {self.beta}")
 
@@ -223,6 +233,7 @@ RESUMABLE = (
     "ll_samples",
     "tensorboard",
     "step",
+    "dist_timeout",
 )
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import checkpoint, imagefiles
+from . import checkpoint, distributed, imagefiles
 from .imagefiles import DataError
 from .registry import Registry, construct, one_of
 
@@ -847,11 +847,14 @@ def batches(
     batch_size: int,
     dynamic: bool = False,
     device: torch.device | str | None = None,
+    permutation_seed: int | None = None,
 ) -> Iterator:
     """Batches of ``x`` from a fresh permutation, on ``device`` (default: where ``x`` is);
     with ``dynamic``, each batch is a new Bernoulli draw of its grey levels. The permutation
     comes from the global CPU torch RNG (saved in checkpoints), so data on the device and data
-    streamed from a memory-mapped file give the same batches.
+    streamed from a memory-mapped file give the same batches. In a distributed run every rank
+    draws the permutation from ``permutation_seed`` and takes its shard of each global batch
+    of ``batch_size`` x ranks data (:func:`pyro_vae.distributed.shard_rows`).
 
     ``x`` may be one tensor (batches are tensors), a tuple of tensors with one row per datum,
     such as ``(x, one_hot_labels)`` (batches are tuples, rows kept together, only the first
@@ -861,25 +864,38 @@ def batches(
         return
     parts = x if isinstance(x, tuple) else (x,)
     device = parts[0].device if device is None else torch.device(device)
-    perm = torch.randperm(parts[0].shape[0])
-    for start in range(0, parts[0].shape[0], batch_size):
-        idx = perm[start : start + batch_size]
+    if distributed.world().size > 1:
+        # every rank draws the same permutation from the shared seed and takes its shard
+        if permutation_seed is None:
+            raise ValueError("a distributed run's batches need a permutation_seed")
+        gen = torch.Generator().manual_seed(permutation_seed)
+        index = distributed.shard_rows(torch.randperm(parts[0].shape[0], generator=gen), batch_size)
+    else:
+        index = iter(torch.randperm(parts[0].shape[0]).split(batch_size))
+    for idx in index:
         rows = [p[idx.to(p.device)].to(device, non_blocking=True) for p in parts]
         first = as_input(rows[0])
         first = torch.bernoulli(first) if dynamic else first
         yield (first, *rows[1:]) if isinstance(x, tuple) else first
 
 
-def num_data(x: TrainingData) -> int:
-    """How many data one epoch of :func:`batches` covers."""
+def num_data(x: TrainingData, batch_size: int | None = None) -> int:
+    """How many data one epoch of :func:`batches` covers (over all ranks of a distributed
+    run, which leave out a last global batch smaller than the number of ranks)."""
     if isinstance(x, SemiSupervised):
         return x.num_data
-    return (x[0] if isinstance(x, tuple) else x).shape[0]
+    n = (x[0] if isinstance(x, tuple) else x).shape[0]
+    if batch_size is not None and distributed.world().size > 1:
+        return distributed.num_sharded_data(n, batch_size)
+    return n
 
 
 def num_batches(x: TrainingData, batch_size: int) -> int:
+    """Steps per epoch (of each rank, in a distributed run)."""
     if isinstance(x, SemiSupervised):
         return x.num_batches(batch_size)
+    if distributed.world().size > 1:
+        return distributed.num_sharded_batches(num_data(x), batch_size)
     return -(-num_data(x) // batch_size)
 
 

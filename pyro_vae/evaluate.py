@@ -20,6 +20,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 
+from . import distributed
 from .data import as_input
 from .likelihoods import check_support
 from .runtime import fixed_mmap_threshold, inference, progress_bar
@@ -213,10 +214,23 @@ def bits_per_dim(nats: float, x_dim: int, levels: int | None = 256) -> float:
 def summary(
     model: nn.Module, guide: nn.Module, x: Data, num_samples: int = 5000
 ) -> dict[str, float]:
-    """Test ELBO and log p(x) (mean and standard error over data), nats per datum."""
-    result: dict[str, float] = {"n_data": as_args(x)[0].shape[0], "elbo": elbo(model, guide, x)}
+    """Test ELBO and log p(x) (mean and standard error over data), nats per datum. In a
+    distributed run each rank scores its shard of ``x`` and the per-datum values are gathered,
+    so every rank returns the numbers of the whole of ``x``."""
+    args = as_args(x)
+    n = args[0].shape[0]
+    if distributed.world().size > 1:
+        part = distributed.shard(n)
+        x = tuple(a[part] for a in args) if len(args) > 1 else args[0][part]
+    local = as_args(x)[0].shape[0]
+    total = torch.tensor([elbo(model, guide, x) * local if local else 0.0], dtype=torch.float64)
+    device = as_args(x)[0].device
+    result: dict[str, float] = {
+        "n_data": n,
+        "elbo": distributed.all_sum(total.to(device)).item() / n,
+    }
     if num_samples > 0 and not point_estimate(guide, x):
-        ll = log_likelihood(model, guide, x, num_samples)
+        ll = distributed.gather(log_likelihood(model, guide, x, num_samples))
         result |= {
             "log_likelihood": ll.mean().item(),
             "log_likelihood_stderr": (ll.std() / math.sqrt(len(ll))).item() if len(ll) > 1 else 0.0,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import checkpoint, data, evaluate
+from . import checkpoint, data, distributed, evaluate
 from .config import RESUMABLE, ModelConfig, TrainConfig, differences, from_dict
 from .data import TrainingData
 from .evaluate import Data
@@ -91,8 +91,8 @@ def build(
     model_config: ModelConfig, train_config: TrainConfig, dataset: data.Dataset | None = None
 ) -> Run:
     """Load data and build model, guide and trainer on the configured device (no training)."""
-    device = resolve_device(train_config.device)
-    set_seed(train_config.seed)
+    device = distributed.device_for(resolve_device(train_config.device))
+    set_seed(distributed.rank_seed(train_config.seed))  # rank 0 (one process): the seed
     if dataset is None:
         dataset = data.load(train_config.dataset, train_config.data_dir, train_config.image_size)
     else:  # a data set given as an object: the run records its name, not the default's
@@ -114,7 +114,7 @@ def build(
     model.to(device)
     guide.to(device)
     for line in kind.warnings(model_config, train_config):
-        print(line, file=sys.stderr)
+        say(line)
     trainer = Trainer(model, guide, train_config, device)
     train_data, test_data = kind.views(dataset, train_config, model_config.num_classes)
     return Run(
@@ -168,7 +168,12 @@ def train(
         )
     elif model_config is None or train_config is None:
         raise ValueError("a new run needs its model_config and train_config")
-    check_writable(out)
+    if distributed.launched():
+        distributed.init(train_config.device, train_config.dist_timeout)
+        distributed.barrier()  # every rank has looked at the folder before rank 0 writes in it
+    world = distributed.world()
+    if world.main:
+        check_writable(out)
     run = build(model_config, train_config, dataset)
     run.out = out
     if resume:
@@ -178,14 +183,19 @@ def train(
     for hook in hooks:
         if hasattr(hook, "on_run_start"):
             hook.on_run_start(run)
-    print(f"output folder: {out}", file=sys.stderr)
-    print(
+    say(f"output folder: {out}")
+    say(
         f"data: {run.data.name} ({run.data.train.shape[0]} train / {run.data.test.shape[0]} test, "
-        f"binarization: {run.binarize}) from {run.data.source}; device: {run.trainer.device}",
-        file=sys.stderr,
+        f"binarization: {run.binarize}) from {run.data.source}; device: {run.trainer.device}"
+        + (
+            f"; {world.size} processes ({world.backend}), batch {train_config.batch_size} each, "
+            f"{train_config.batch_size * world.size} per step"
+            if world.size > 1
+            else ""
+        )
     )
     # the kind's hooks add their columns to the epoch's row before RunFolder writes it
-    board = TensorBoard(out) if train_config.tensorboard else None
+    board = TensorBoard(out) if train_config.tensorboard and world.main else None
     run.trainer.fit(
         run.train_data,
         train_config.epochs,
@@ -195,14 +205,20 @@ def train(
             *run.kind.hooks(run),
             *([BitsPerDim(run)] if eight_bit(run) else []),
             *hooks,
-            RunFolder(run, out),
-            *([board] if board else []),
+            *([RunFolder(run, out)] if world.main else []),  # rank 0 writes, the others wait
+            *([board] if board and world.main else []),
         ],
-        progress=progress,
+        progress=progress if world.main else False,
     )
     result = finish(run, out, board)
-    print(f"output folder: {out}", file=sys.stderr)
+    say(f"output folder: {out}")
     return run, result
+
+
+def say(line: str) -> None:
+    """A line on stderr, from rank 0 only in a distributed run."""
+    if distributed.world().main:
+        print(line, file=sys.stderr)
 
 
 def check_writable(out: Path) -> None:
@@ -265,8 +281,8 @@ def check_same_data(saved: dict[str, Any], dataset: data.Dataset, fingerprint: s
 
 
 def log_changes(out: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
-    """Say, and append to ``out/resume.log``, what a resumed run changed."""
-    if not changes:
+    """Say, and append to ``out/resume.log``, what a resumed run changed (rank 0)."""
+    if not changes or not distributed.world().main:
         return
     line = f"resumed after epoch {epoch}: " + ", ".join(
         f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()
@@ -281,7 +297,9 @@ def evaluation(run: Run, test: Data | None = None, num_samples: int | None = Non
     measured on (``test``: the run's test data by default)."""
     test = run.test_data if test is None else test
     k = run.train_config.ll_samples if num_samples is None else num_samples
-    result = evaluate.summary(run.model, run.guide, test, k)
+    result = evaluate.summary(run.model, run.guide, test, k)  # sharded over ranks, if several
+    if not distributed.world().main:
+        return result
     if eight_bit(run):
         levels = getattr(run.model.likelihood, "levels", None)
         for nats, bpd in (("elbo", "elbo_bits_per_dim"), ("log_likelihood", "bits_per_dim")):
@@ -306,6 +324,9 @@ def finish(run: Run, out: Path, board: TensorBoard | None = None) -> dict[str, A
     """Evaluate on the test set and write evaluation.json and the figures (also to
     TensorBoard, with ``board``)."""
     result = evaluation(run)
+    if not distributed.world().main:  # rank 0 writes; the others wait for it
+        distributed.barrier()
+        return result
     if run.trainer.history:
         result["seconds_per_epoch_median"] = statistics.median(
             r["seconds"] for r in run.trainer.history
@@ -319,6 +340,7 @@ def finish(run: Run, out: Path, board: TensorBoard | None = None) -> dict[str, A
                 board.writer.add_scalar(f"final/{key}", result[key], run.trainer.epoch)
         board.close()
     print(format_summary(result, run.kind), file=sys.stderr)
+    distributed.barrier()
     return result
 
 

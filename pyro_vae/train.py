@@ -17,8 +17,9 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
-from . import evaluate
+from . import distributed, evaluate
 from .checkpoint import load_modules
 from .config import TrainConfig
 from .data import SemiSupervised, TrainingData, batches, num_batches, num_data
@@ -79,6 +80,20 @@ class Trainer:
             if config.step == "traced" and self._differentiable and self.local_params
             else None
         )
+        self.world = distributed.world()
+        self._ddp: nn.Module | None = None
+        if self.world.size > 1:
+            if not (self._differentiable and self.local_params):
+                raise ValueError(
+                    f"--elbo {config.elbo} computes its gradients inside Pyro "
+                    "(loss_and_grads) or from Pyro's global parameter store, which "
+                    "DistributedDataParallel cannot wrap: train it in one process, or use "
+                    "--elbo trace, meanfield or enum"
+                )
+            self._ddp = DistributedDataParallel(
+                _ScaledLoss(self.loss, self.traced, self.world.size),
+                device_ids=[device.index] if device.type == "cuda" else None,
+            )
         self.optimizer = torch.optim.Adam(
             self.loss.parameters(),
             lr=config.lr,
@@ -113,6 +128,8 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = [dict(row) for row in state["history"]]
         set_rng_state(state["rng"], self.device)
+        if self.world.rank > 0:  # the saved stream is rank 0's; the others draw their own
+            torch.manual_seed(distributed.rank_seed(self.config.seed) + 7919 * self.epoch)
 
     # -- training --------------------------------------------------------------------------
     def fit(
@@ -138,10 +155,16 @@ class Trainer:
         columns are always the plain ELBO and its terms.
         """
         self._check_data(train, dynamic)
+        if self.world.size > 1 and isinstance(train, SemiSupervised):
+            raise ValueError(
+                "m2's semi-supervised batches (labelled and unlabelled data interleaved) are "
+                "not sharded over processes yet: train m2 in one process"
+            )
         on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
         on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
-        n = num_data(train)
+        n = num_data(train, self.config.batch_size)
         steps_per_epoch = num_batches(train, self.config.batch_size)
+        global_batch = self.config.batch_size * self.world.size
         with (
             module_local_params(
                 self.model, self.guide, enabled=self.local_params, store=self._param_store
@@ -160,15 +183,22 @@ class Trainer:
                     unit="step",
                     progress=progress,
                 )
-                for i, batch in enumerate(
-                    batches(train, self.config.batch_size, dynamic, self.device)
-                ):
+                epoch_batches = batches(
+                    train,
+                    self.config.batch_size,
+                    dynamic,
+                    self.device,
+                    permutation_seed=self.config.seed * 100_003 + self.epoch,
+                )
+                for i, batch in enumerate(epoch_batches):
                     total += self._step(*as_args(batch))
                     self.step += 1
                     for fn in on_step:
                         fn(self)
                     if i % 50 == 49 or i == steps_per_epoch - 1:
-                        running = total.item() / min(n, (i + 1) * self.config.batch_size)
+                        # over all ranks, so that every rank takes the same decision
+                        summed = distributed.all_sum(total.clone()).item()
+                        running = summed / min(n, (i + 1) * global_batch)
                         self._check_finite(running)
                         bar.set_postfix(loss=f"{running:.2f}")
                         bar.update(i + 1 - bar.n)
@@ -177,7 +207,7 @@ class Trainer:
                 row = {
                     "epoch": self.epoch + 1,
                     "step": self.step,
-                    "train_elbo": -total.item() / n,
+                    "train_elbo": -distributed.all_sum(total.clone()).item() / n,
                     "test_elbo": math.nan,
                     "test_reconstruction": math.nan,
                     "test_kl": math.nan,
@@ -193,6 +223,7 @@ class Trainer:
                 self.history.append(row)
                 for fn in on_epoch:
                     fn(self, row)
+                distributed.barrier()  # the others wait while rank 0 writes the epoch
         return self.history
 
     def _check_data(self, train: TrainingData, dynamic: bool) -> None:
@@ -224,7 +255,16 @@ class Trainer:
             if self.local_params is False and not self._compiled:
                 self._compile(*args)
             self.optimizer.zero_grad(set_to_none=True)
-            if self._differentiable:
+            if self._ddp is not None:
+                try:
+                    scaled = self._ddp(*args)
+                    scaled.backward()  # DDP sums the ranks' gradients here
+                except RuntimeError as e:
+                    if distributed.communication_error(e):
+                        raise distributed.lost(e) from None
+                    raise
+                loss = scaled.detach() / self.world.size
+            elif self._differentiable:
                 loss = (self.traced or self.loss)(*args)
                 loss.backward()
                 loss = loss.detach()
@@ -270,9 +310,37 @@ class Trainer:
     @torch.no_grad()
     def test_elbo_terms(self, x: Data) -> dict[str, float]:
         """Mean test ELBO per datum (nats), and its reconstruction and KL terms; one draw of
-        z per datum."""
+        z per datum. A distributed run scores each rank's shard and sums over ranks."""
         self.loss.eval()
-        return evaluate.elbo_terms(self.model, self.guide, x)
+        if self.world.size == 1:
+            return evaluate.elbo_terms(self.model, self.guide, x)
+        args = as_args(x)
+        part = distributed.shard(args[0].shape[0])
+        local = tuple(a[part] for a in args)
+        n_local = local[0].shape[0]
+        terms = (
+            evaluate.elbo_terms(self.model, self.guide, local if len(local) > 1 else local[0])
+            if n_local
+            else {"elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        )
+        sums = torch.tensor([terms[k] * n_local for k in terms], dtype=torch.float64)
+        sums = distributed.all_sum(sums.to(self.device)).cpu() / args[0].shape[0]
+        return dict(zip(terms, sums.tolist(), strict=True))
+
+
+class _ScaledLoss(nn.Module):
+    """The step's loss times the number of ranks, for DistributedDataParallel: DDP averages
+    the ranks' gradients, and Pyro's loss is a sum over the batch, so N ranks with batches of
+    B take exactly the step of one process with their N·B data."""
+
+    def __init__(self, loss: nn.Module, traced: TracedLoss | None, ranks: int) -> None:
+        super().__init__()
+        self.loss = loss
+        self.traced = traced
+        self.ranks = ranks
+
+    def forward(self, *args: Tensor) -> Tensor:
+        return (self.traced or self.loss)(*args) * self.ranks
 
 
 def check_pair(model: nn.Module, guide: nn.Module, elbo: ELBO, elbo_name: str) -> None:

@@ -1,0 +1,219 @@
+"""One run across processes, GPUs and machines, on ``torch.distributed``.
+
+A run launched by ``torchrun`` (which sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the
+rendezvous address) joins the process group here: NCCL on GPUs (rank r on ``cuda:LOCAL_RANK``),
+gloo on CPUs, with a timeout on every collective so that a rank that died or hangs stops the
+others with one line instead of a silent wait. Outside ``torchrun`` (or with one process) the
+world is one rank and every function here is a no-op.
+
+What the other modules ask of it: :func:`world` (who am I, how many are we), the epoch's
+shard of the data (:func:`shard_rows`, :func:`shard`), sums over ranks (:func:`all_sum`), per-datum
+values gathered in rank order (:func:`gather`), and :func:`barrier` while rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class RankError(RuntimeError):
+    """Another process of a distributed run died, hung past the timeout, or lost contact."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the run: ``rank`` of ``size`` (``local_rank`` on its machine)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes files and prints."""
+        return self.rank == 0
+
+
+_WORLD = World()
+
+
+def world() -> World:
+    return _WORLD
+
+
+def launched() -> bool:
+    """Whether ``torchrun`` (or another launcher setting its variables) started >1 process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
+    """Join the process group torchrun described (once per process); returns the world.
+
+    ``device``: ``auto`` picks NCCL and ``cuda:LOCAL_RANK`` where CUDA is present, else gloo
+    on the CPU; ``cpu`` forces gloo. Collectives that wait longer than ``timeout_s`` raise."""
+    global _WORLD
+    if not launched():
+        return _WORLD
+    if dist.is_initialized():
+        return _WORLD
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    _WORLD = World(dist.get_rank(), dist.get_world_size(), local_rank, backend)
+    return _WORLD
+
+
+def shutdown() -> None:
+    global _WORLD
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _WORLD = World()
+
+
+def device_for(device: torch.device) -> torch.device:
+    """A CUDA device without an index means this rank's GPU (``cuda:LOCAL_RANK``)."""
+    if device.type == "cuda" and device.index is None and _WORLD.size > 1:
+        return torch.device("cuda", _WORLD.local_rank)
+    return device
+
+
+def rank_seed(seed: int) -> int:
+    """Each rank's seed for its own draws (latents, dynamic binarization): rank 0 keeps
+    ``seed``, so a one-process run is unchanged."""
+    return seed + 1_000_003 * _WORLD.rank
+
+
+def shard(n: int, w: World | None = None) -> slice:
+    """This rank's contiguous part of ``range(n)`` (sizes differ by at most one)."""
+    w = w or _WORLD
+    base, extra = divmod(n, w.size)
+    start = w.rank * base + min(w.rank, extra)
+    return slice(start, start + base + (w.rank < extra))
+
+
+def shard_rows(index: Tensor, batch_size: int, w: World | None = None) -> Iterator[Tensor]:
+    """The epoch's batches of this rank from one permutation ``index`` shared by all ranks:
+    global batch i is ``index[i·N·B : (i+1)·N·B]`` and rank r takes the r-th of its N parts,
+    so the ranks' batches tile the epoch exactly. A last global batch with fewer data than
+    ranks is left out (each rank must step the same number of times)."""
+    w = w or _WORLD
+    step = batch_size * w.size
+    for start in range(0, index.shape[0], step):
+        rows = index[start : start + step]
+        if rows.shape[0] < w.size:
+            return
+        yield rows[shard(rows.shape[0], w)]
+
+
+def num_sharded_batches(n: int, batch_size: int, w: World | None = None) -> int:
+    w = w or _WORLD
+    step = batch_size * w.size
+    full, rest = divmod(n, step)
+    return full + (rest >= w.size)
+
+
+def num_sharded_data(n: int, batch_size: int, w: World | None = None) -> int:
+    """How many data one epoch of :func:`shard_rows` covers, over all ranks."""
+    w = w or _WORLD
+    rest = n % (batch_size * w.size)
+    return n - (rest if rest < w.size else 0)
+
+
+def all_sum(t: Tensor) -> Tensor:
+    """``t`` summed over ranks (in place), on every rank."""
+    if _WORLD.size > 1:
+        _collective(dist.all_reduce, t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def gather(t: Tensor) -> Tensor:
+    """Every rank's 1-D ``t`` (lengths may differ), concatenated in rank order, on every rank."""
+    if _WORLD.size == 1:
+        return t
+    sizes = torch.zeros(_WORLD.size, dtype=torch.long, device=t.device)
+    sizes[_WORLD.rank] = t.shape[0]
+    all_sum(sizes)
+    longest = int(sizes.max())
+    padded = torch.zeros(longest, dtype=t.dtype, device=t.device)
+    padded[: t.shape[0]] = t
+    parts = [torch.empty_like(padded) for _ in range(_WORLD.size)]
+    _collective(dist.all_gather, parts, padded)
+    return torch.cat([p[: int(s)] for p, s in zip(parts, sizes, strict=True)])
+
+
+def broadcast(t: Tensor, src: int = 0) -> Tensor:
+    if _WORLD.size > 1:
+        _collective(dist.broadcast, t, src=src)
+    return t
+
+
+def barrier() -> None:
+    """Wait for every rank (e.g. while rank 0 writes the checkpoint and figures)."""
+    if _WORLD.size > 1:
+        device = torch.device("cuda", _WORLD.local_rank) if _WORLD.backend == "nccl" else None
+        # a tiny all-reduce rather than dist.barrier(): it honours the timeout on every backend
+        _collective(dist.all_reduce, torch.zeros(1, device=device))
+
+
+def _collective(fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    try:
+        fn(*args, **kwargs)
+    except RuntimeError as e:
+        raise lost(e) from None
+
+
+# what gloo and NCCL say when a peer is gone or a collective timed out
+_COMMUNICATION = ("gloo", "nccl", "connection", "timed out", "timeout", "socket", "peer")
+
+
+def communication_error(e: BaseException) -> bool:
+    """Whether ``e`` (raised inside a collective, e.g. DDP's gradient all-reduce) says that
+    another rank is gone, rather than a mistake in this process."""
+    if isinstance(e, dist.DistError):
+        return True
+    text = str(e).lower()
+    return _WORLD.size > 1 and any(word in text for word in _COMMUNICATION)
+
+
+def lost(e: BaseException) -> RankError:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)  # gloo's "[.../pair.cc:537] " source location
+    text = text.split(". ")[0][:120]
+    return RankError(
+        f"rank {_WORLD.rank} of {_WORLD.size} lost the other processes ({text}): "
+        "one died, or hung longer than --dist-timeout"
+    )
+
+
+__all__ = [
+    "RankError",
+    "World",
+    "all_sum",
+    "barrier",
+    "broadcast",
+    "communication_error",
+    "device_for",
+    "gather",
+    "init",
+    "launched",
+    "lost",
+    "rank_seed",
+    "shard",
+    "shard_rows",
+    "shutdown",
+    "world",
+]
