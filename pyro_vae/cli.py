@@ -217,6 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    rc = _run(args)
+    if distributed.world().size > 1:
+        distributed.leave(rc == 0, rc)  # never returns: see there
+    return rc
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.func(args)
     except USER_ERRORS as e:
@@ -230,8 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"pyro-vae: terminated (SIGTERM){_kept(args)}", file=sys.stderr)
         return 143
-    finally:
-        distributed.shutdown()  # leave the process group before exiting (gloo aborts otherwise)
     return 0
 
 

@@ -13,11 +13,14 @@ values gathered in rank order (:func:`gather`), and :func:`barrier` while rank 0
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -78,10 +81,25 @@ def init(device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
 
 
 def shutdown() -> None:
+    """Leave the process group (for Python use: tests, notebooks). A command-line process
+    ends with :func:`leave` instead."""
     global _WORLD
     if dist.is_initialized():
         dist.destroy_process_group()
     _WORLD = World()
+
+
+def leave(finished: bool, code: int | None = None) -> NoReturn:
+    """End this process of a torchrun run: after a last barrier when every rank finished,
+    then at once (``os._exit``, files flushed), without tearing the process group down. gloo
+    aborts a process whose peers close their connections while its own teardown runs (seen
+    as SIGABRT of a rank that had finished), which would turn a good run into a failed one."""
+    if finished:
+        with contextlib.suppress(RankError):
+            barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit((0 if finished else 1) if code is None else code)
 
 
 def device_for(device: torch.device) -> torch.device:
@@ -210,6 +228,7 @@ __all__ = [
     "gather",
     "init",
     "launched",
+    "leave",
     "lost",
     "rank_seed",
     "shard",
