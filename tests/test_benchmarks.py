@@ -101,3 +101,32 @@ def test_quality_benchmark_smoke(tiny_mnist_dir, tmp_path):
     ).stdout
     assert all(name in listed for name in VARIANTS)
     assert "{" + ",".join(sorted(VARIANTS)) + "}" in listed.replace("\n", "").replace(" ", "")
+
+
+def test_scaling_benchmark_smoke(tiny_mnist_dir):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/scaling.py",
+            "--data-dir",
+            str(tiny_mnist_dir),
+            "--train-size",
+            "400",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "100",
+            "--",
+            "--hidden",
+            "16",
+            "--z-dim",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "samples/s" in lines[1] and len(lines) == 4  # header, title, one row per count
