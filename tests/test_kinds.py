@@ -143,6 +143,7 @@ LAYERS = [
         "plots",
         "kinds",
         "traced",
+        "dsprites",
         "distributed",
     },
     {"config"},
