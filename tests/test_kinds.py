@@ -144,6 +144,7 @@ LAYERS = [
         "kinds",
         "traced",
         "dsprites",
+        "disentanglement",
         "distributed",
     },
     {"config"},
