@@ -148,6 +148,12 @@ class TrainConfig:
     num_particles: int = option(
         1, "particles k per datum (iwae: the bound's k)", flag="--particles"
     )
+    tc_weight: float = option(6.0, "--elbo tcvae: weight β of the total-correlation term")
+    capacity: float = option(
+        25.0, "--elbo capacity: the KL target C (nats per datum) reached after the ramp"
+    )
+    capacity_epochs: int = option(10, "--elbo capacity: epochs over which C rises from 0")
+    capacity_gamma: float = option(1000.0, "--elbo capacity: weight γ of |KL - C|")
     step: str = option(
         "traced",
         "traced (the ELBO's tensor operations recorded once per batch shape and replayed; "
@@ -217,6 +223,16 @@ class TrainConfig:
         if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
             raise ValueError(
                 f"dist_timeout must be a finite number of seconds > 0; got {self.dist_timeout}"
+            )
+        for name in ("tc_weight", "capacity", "capacity_gamma"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0; got {getattr(self, name)}")
+        if self.capacity_epochs < 1:
+            raise ValueError(f"capacity_epochs must be at least 1; got {self.capacity_epochs}")
+        if self.elbo in ("tcvae", "capacity") and (self.beta != 1 or self.warmup_epochs):
+            raise ValueError(
+                f"--elbo {self.elbo} weighs its own KL terms (--tc-weight, --capacity-gamma): "
+                "leave --beta at 1 and --warmup-epochs at 0"
             )
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"beta must be a finite number >= 0; got {self.beta}")

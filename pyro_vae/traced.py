@@ -96,6 +96,7 @@ class TracedLoss:
             tuple((a.shape, a.dtype, a.device) for a in args),
             tuple(m.training for m in self._modules),
             tuple(_handler_key(h) for h in _PYRO_STACK),
+            _handler_key(getattr(self.module, "elbo", None)),  # e.g. capacity annealing's C
             torch.is_grad_enabled(),
         )
 

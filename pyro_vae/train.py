@@ -155,6 +155,8 @@ class Trainer:
         columns are always the plain ELBO and its terms.
         """
         self._check_data(train, dynamic)
+        if hasattr(self.elbo, "configure"):  # objectives with options of their own
+            self.elbo.configure(self.config, num_data(train))
         if self.world.size > 1 and isinstance(train, SemiSupervised):
             raise ValueError(
                 "m2's semi-supervised batches (labelled and unlabelled data interleaved) are "
@@ -176,6 +178,8 @@ class Trainer:
                 self.loss.train()
                 beta = kl_weight(self.config.beta, self.config.warmup_epochs, self.epoch)
                 self._kl_scale.scale = beta
+                if hasattr(self.elbo, "set_epoch"):  # a schedule of the objective's own
+                    self.elbo.set_epoch(self.epoch)
                 total = torch.zeros((), device=self.device)
                 bar = progress_bar(
                     total=steps_per_epoch,
