@@ -79,6 +79,7 @@ def train_variant(
     out: Path,
     hooks: Sequence[Hook] = (),
     train_changes: dict[str, Any] | None = None,
+    dataset: Any = None,
     **model_changes: Any,
 ) -> runs.Run:
     """Train a run into ``out`` from the command line's configuration, with ``model_changes``
@@ -86,12 +87,15 @@ def train_variant(
     applied: how experiments compare several models. A run already in ``out`` is reused: one
     evaluated at the requested epochs and importance samples is loaded as it is, another is
     continued to the requested epochs. So an experiment run again with the same ``--out`` picks
-    up what it trained, and is never refused."""
+    up what it trained, and is never refused. ``dataset``: a :class:`~pyro_vae.data.Dataset`
+    to train on instead of the one ``--dataset`` names."""
     model_config, train_config = configs_from_args(args)
     train_config = replace(train_config, **(train_changes or {}))
     if finished(out, train_config):
         print(f"reusing the finished run in {out}", file=sys.stderr)
-        run = runs.load(out / "checkpoint.pt", device=args.device, dataset=True)
+        run = runs.load(
+            out / "checkpoint.pt", device=args.device, dataset=True if dataset is None else dataset
+        )
         run.out = out
         return run
     resume = args.resume or (out / "checkpoint.pt").exists()
@@ -104,6 +108,7 @@ def train_variant(
         resume=resume,
         hooks=hooks,
         progress=False if args.no_progress else None,
+        dataset=dataset,
     )
     return run
 

@@ -43,6 +43,14 @@ EXPERIMENTS = {
         "prior_samples.png",
         "celeba_attributes.json",
     ],
+    "disentanglement": [
+        "traversal_beta1.png",
+        "traversal_beta4.png",
+        "traversal_capacity.png",
+        "traversal_tcvae.png",
+        "disentanglement_tradeoff.png",
+        "disentanglement.json",
+    ],
     "semi_supervised": [
         "semi_supervised.json",
         "semi_supervised.md",
