@@ -37,6 +37,10 @@ run python -m experiments.hierarchical --variants bottomup --hidden 500 500 --wa
 run python -m experiments.celeba_attributes --epochs 10 --ll-samples 20 --no-inputs --out $R/celeba
 run pyro-vae train --dataset folder:$PYRO_VAE_DATA/cifar10 --net conv --likelihood logistic256 \
   --z-dim 64 --hidden 512 --epochs 3 --test-size 1000 --ll-samples 20 --out $R/cifar10
+# disentanglement on 30,000 dSprites-style images (re-rendered), 5 epochs per objective, one
+# seed (about 25 min on 2 cores)
+run python -m experiments.disentanglement --images 30000 --epochs 5 --seeds 0 --votes 1000 \
+  --metric-data 5000 --out $R/disentanglement
 
 cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/
 cp $R/training_gif/latent_training.gif $R/training_gif/manifold_training.gif $G/
@@ -50,6 +54,9 @@ cp $R/autoencoder_vs_vae/autoencoder_vs_vae_z2.png $R/autoencoder_vs_vae/autoenc
 cp $R/frey_faces/frey_reconstructions.png $R/frey_faces/frey_manifold.png $G/
 cp $R/beta_vae/beta_vae_traversal_beta1.png $R/beta_vae/beta_vae_traversal_beta4.png $G/
 cp $R/conditional_vae/class_conditional.png $R/conditional_vae/style_transfer.png $G/
+for f in traversal_beta1 traversal_tcvae disentanglement_tradeoff; do
+  cp $R/disentanglement/$f.png $G/dsprites_$f.png
+done
 cp $R/semi_supervised/accuracy.png $G/semi_supervised_accuracy.png
 cp $R/semi_supervised/class_conditional.png $G/m2_class_conditional.png
 for f in prior_samples reconstructions layers_z1_varies layers_z2_varies; do
