@@ -37,9 +37,9 @@ run python -m experiments.hierarchical --variants bottomup --hidden 500 500 --wa
 run python -m experiments.celeba_attributes --epochs 10 --ll-samples 20 --no-inputs --out $R/celeba
 run pyro-vae train --dataset folder:$PYRO_VAE_DATA/cifar10 --net conv --likelihood logistic256 \
   --z-dim 64 --hidden 512 --epochs 3 --test-size 1000 --ll-samples 20 --out $R/cifar10
-# disentanglement on 30,000 dSprites-style images (re-rendered), 5 epochs per objective, one
-# seed (about 25 min on 2 cores)
-run python -m experiments.disentanglement --images 30000 --epochs 5 --seeds 0 --votes 1000 \
+# disentanglement on 30,000 dSprites-style images (re-rendered), 5 epochs per objective, three
+# seeds (about 75 min on 2 cores); the traversals are seed 0's
+run python -m experiments.disentanglement --images 30000 --epochs 5 --seeds 0 1 2 --votes 1000 \
   --metric-data 5000 --out $R/disentanglement
 
 cp $R/z2/latent_2d.png $R/z2/manifold/manifold.png $G/

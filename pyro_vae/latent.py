@@ -29,6 +29,25 @@ def encode(guide: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
 
 
 @torch.no_grad()
+def posterior(guide: nn.Module, x: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+    """loc and scale (n, D) of the guide's mean-field Normal posterior q(z | x) for each datum
+    of ``x``; a guide whose z is not a factorised Normal is refused."""
+    locs, scales = [], []
+    with inference(guide):
+        for xb in x.split(batch_size):
+            fn = poutine.trace(guide).get_trace(as_input(xb)).nodes["z"]["fn"]
+            base = fn.base_dist if isinstance(fn, Independent) else fn
+            if not isinstance(base, Normal):
+                raise ValueError(
+                    f"this needs a mean-field Normal q(z|x); the guide's z is "
+                    f"{type(base).__name__}: use --guide normal"
+                )
+            locs.append(base.loc.expand(base.batch_shape))
+            scales.append(base.scale.expand(base.batch_shape))
+    return torch.cat(locs), torch.cat(scales)
+
+
+@torch.no_grad()
 def decode(model: nn.Module, z: Tensor, batch_size: int = 1000) -> Tensor:
     """Decoded images E[x | z] for a batch of codes."""
     with inference(model):

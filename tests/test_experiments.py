@@ -198,3 +198,24 @@ def test_celeba_attribute_figures_without_the_photographs(
     wide = Image.open(tmp_path / "a" / "attribute_Smiling.png").size[0]
     narrow = Image.open(tmp_path / "b" / "attribute_Smiling.png").size[0]
     assert narrow < wide
+
+
+def test_disentanglement_summarises_seeds(tmp_path):
+    """Every seed's numbers are kept; the summary is their mean and sample standard deviation,
+    and a seed trains its own model (different numbers from another seed)."""
+    import statistics
+
+    from experiments import disentanglement
+
+    numbers = disentanglement.main(
+        ["--smoke", "--variants", "beta1", "--seeds", "0", "1", "--out", str(tmp_path)]
+    )
+    v = numbers["variants"]["beta1"]
+    assert [s["seed"] for s in v["per_seed"]] == [0, 1]
+    assert v["per_seed"][0]["test_elbo"] != v["per_seed"][1]["test_elbo"]
+    for key in disentanglement.SUMMARISED:
+        values = [s[key] for s in v["per_seed"]]
+        assert v[key] == pytest.approx(statistics.fmean(values))
+        assert v[f"{key}_sd"] == pytest.approx(statistics.stdev(values))
+    assert (tmp_path / "beta1-seed1" / "checkpoint.pt").exists()
+    assert (tmp_path / "disentanglement_tradeoff.png").stat().st_size > 0
