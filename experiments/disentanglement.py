@@ -34,6 +34,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "capacity": {"elbo": "capacity"},
     "tcvae": {"elbo": "tcvae"},
 }
+LABELS = {"beta1": "β = 1 (VAE)", "beta4": "β = 4", "capacity": "capacity", "tcvae": "β-TCVAE"}
 
 
 def sampled_dsprites(n: int, seed: int = 0) -> data.Dataset:
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         }
     files.append(tradeoff(numbers, out / "disentanglement_tradeoff.png"))
     files.append(experiment.save_numbers(out, "disentanglement", numbers))
+    table = out / "disentanglement.md"
+    table.write_text(markdown(numbers) + "\n")
+    files.append(table)
     experiment.done(out, files)
     return numbers
 
@@ -179,6 +183,30 @@ def score(run: Any, args: Any, seed: int) -> dict[str, Any]:
         "test_reconstruction": last["test_reconstruction"],
         "seconds_per_epoch": statistics.median(r["seconds"] for r in run.trainer.history),
     }
+
+
+def markdown(numbers: dict[str, Any]) -> str:
+    """The metrics table: mean ± sample sd over seeds (the mean alone for one seed)."""
+
+    def cell(v: dict[str, Any], key: str, digits: int) -> str:
+        sd = f" ± {v[f'{key}_sd']:.{digits}f}" if len(numbers["seeds"]) > 1 else ""
+        return f"{v[key]:.{digits}f}{sd}"
+
+    lines = [
+        f"| objective ({numbers['epochs']} epochs, {numbers['images']:,} images, "
+        f"{len(numbers['seeds'])} seed{'s' if len(numbers['seeds']) > 1 else ''}) "
+        "| MIG | MIG without shape | MIG, Chen et al.'s estimator (same four factors) "
+        "| β-VAE metric | FactorVAE metric | test ELBO | test KL | s/epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, v in numbers["variants"].items():
+        seconds = statistics.median(s["seconds_per_epoch"] for s in v["per_seed"])
+        lines.append(
+            f"| {LABELS.get(name, name)} | {cell(v, 'mig', 3)} | {cell(v, 'mig_without_shape', 3)} "
+            f"| {cell(v, 'mig_chen', 3)} | {cell(v, 'beta_vae', 2)} | {cell(v, 'factor_vae', 2)} "
+            f"| {cell(v, 'test_elbo', 2)} | {cell(v, 'test_kl', 2)} | {seconds:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def traversal(run: Any, args: Any, path: Any, name: str) -> Any:

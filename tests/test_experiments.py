@@ -50,6 +50,7 @@ EXPERIMENTS = {
         "traversal_tcvae.png",
         "disentanglement_tradeoff.png",
         "disentanglement.json",
+        "disentanglement.md",
     ],
     "semi_supervised": [
         "semi_supervised.json",
