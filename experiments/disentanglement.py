@@ -190,7 +190,7 @@ def markdown(numbers: dict[str, Any]) -> str:
 
     def cell(v: dict[str, Any], key: str, digits: int) -> str:
         sd = f" ± {v[f'{key}_sd']:.{digits}f}" if len(numbers["seeds"]) > 1 else ""
-        return f"{v[key]:.{digits}f}{sd}"
+        return f"{v[key]:.{digits}f}{sd}".replace("-", "−")
 
     lines = [
         f"| objective ({numbers['epochs']} epochs, {numbers['images']:,} images, "
