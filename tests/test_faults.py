@@ -150,7 +150,9 @@ def test_kill_9_during_training_and_writes_never_loses_the_run(tiny_mnist_dir, t
     the next write): the checkpoint left always loads, and the run always resumes to the end."""
     out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoint.pt"
     env = {**os.environ, "PYRO_VAE_DATA": ""}
-    epochs, rng = 40, np.random.default_rng(0)  # enough that no kill comes after the last
+    # enough that no kill comes after the last, even with epochs of milliseconds (traced step)
+    # and a test process descheduled for a while
+    epochs, rng = 200, np.random.default_rng(0)
     for _ in range(3):
         before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
         resume = ["--resume"] if before is not None else []
@@ -219,8 +221,11 @@ def test_the_trainer_checks_its_data_against_the_likelihood():
 
 def test_ctrl_c_is_one_line_and_keeps_the_last_epoch(tiny_mnist_dir, tmp_path):
     out, ckpt = tmp_path / "run", tmp_path / "run" / "checkpoint.pt"
+    # Epochs of this tiny run take milliseconds with the traced step: enough of them that the
+    # run cannot end before the signal lands, even when the test is descheduled (CI once saw
+    # all 50 epochs finish first, and exit 0).
     proc = subprocess.Popen(
-        _train_cmd(tiny_mnist_dir, out, 50),
+        _train_cmd(tiny_mnist_dir, out, 100_000),
         cwd=REPO,
         env={**os.environ, "PYRO_VAE_DATA": ""},
         stdout=subprocess.DEVNULL,
