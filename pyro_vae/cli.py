@@ -16,7 +16,7 @@ from types import ModuleType
 
 import numpy as np
 
-from . import checkpoint, data, distributed, evaluate
+from . import checkpoint, data, distributed, evaluate, runtime
 from . import run as runs
 from .config import ModelConfig, TrainConfig, from_dict
 from .options import HelpFormatter, add_train_arguments, configs_from_args
@@ -215,9 +215,16 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
         signal.signal(signal.SIGTERM, _terminate)
-    rc = _run(args)
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, runtime.on_interrupt)
+    try:
+        rc = _run(args)
+    finally:
+        if main_thread and previous is not None:  # None: set from C, cannot be put back
+            signal.signal(signal.SIGINT, previous)
     if distributed.world().size > 1:
         distributed.leave(rc == 0, rc)  # never returns: see there
     return rc
@@ -232,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pyro-vae: error: {str(e).splitlines()[0]}{kept}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        runtime.clear_interrupt()
         print(f"pyro-vae: interrupted{_kept(args)}", file=sys.stderr)
         return 130
     except Terminated:

@@ -22,6 +22,33 @@ class DeviceError(RuntimeError):
     """The asked-for device is not available."""
 
 
+_interrupted = False
+
+
+def on_interrupt(signum: int, frame: object) -> None:
+    """SIGINT handler (installed by the CLI): raise KeyboardInterrupt as Python's default does,
+    and remember it, so that :func:`check_interrupt` stops the training loop at its next step
+    even when the exception was swallowed on its way up (it can land inside a callback whose
+    caller discards exceptions)."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C arrived and nobody has acted on it yet."""
+    global _interrupted
+    if _interrupted:
+        _interrupted = False
+        raise KeyboardInterrupt
+
+
+def clear_interrupt() -> None:
+    """The Ctrl-C has been handled."""
+    global _interrupted
+    _interrupted = False
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` = CUDA when available, else CPU. Asking for CUDA without it is an error."""
     if name == "auto":

@@ -19,7 +19,7 @@ from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed, evaluate
+from . import distributed, evaluate, runtime
 from .checkpoint import load_modules
 from .config import TrainConfig
 from .data import SemiSupervised, TrainingData, batches, num_batches, num_data
@@ -199,6 +199,7 @@ class Trainer:
                     self.step += 1
                     for fn in on_step:
                         fn(self)
+                    runtime.check_interrupt()
                     if i % 50 == 49 or i == steps_per_epoch - 1:
                         # over all ranks, so that every rank takes the same decision
                         summed = distributed.all_sum(total.clone()).item()

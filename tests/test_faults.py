@@ -3,6 +3,7 @@ Nothing that was saved is lost, and nothing wrong is saved."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae import checkpoint, cli, guides, likelihoods, models
+from pyro_vae import checkpoint, cli, guides, likelihoods, models, runtime
 from pyro_vae import run as runs
 from pyro_vae.config import ModelConfig, TrainConfig
 from pyro_vae.train import Trainer
@@ -217,6 +218,28 @@ def test_the_trainer_checks_its_data_against_the_likelihood():
     trainer = Trainer(cb, guides.NormalGuide(12, 2, (8,)), TrainConfig(), CPU)
     with pytest.raises(ValueError, match="support|\\[0, 1\\]"):
         trainer.fit(x + 1, epochs=1, progress=False)
+
+
+def test_a_swallowed_ctrl_c_still_stops_training():
+    """The CLI's SIGINT handler remembers the interrupt, so training stops at the next step
+    even when the KeyboardInterrupt it raised was caught and discarded on the way up."""
+
+    class Swallows:
+        def on_step(self, trainer: Trainer) -> None:
+            if trainer.step == 3:
+                # a callback whose caller discards exceptions
+                with contextlib.suppress(KeyboardInterrupt):
+                    runtime.on_interrupt(signal.SIGINT, None)
+
+    trainer = Trainer(
+        models.VAEModel(12, 2, (8,)), guides.NormalGuide(12, 2, (8,)), TrainConfig(), CPU
+    )
+    x = torch.rand(64, 12).bernoulli()
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(x, epochs=5, hooks=[Swallows()], progress=False)
+    assert trainer.step == 3
+    runtime.check_interrupt()  # acted on once, not again
+    trainer.fit(x, epochs=1, progress=False)
 
 
 def test_ctrl_c_is_one_line_and_keeps_the_last_epoch(tiny_mnist_dir, tmp_path):
