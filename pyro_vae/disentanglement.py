@@ -264,12 +264,13 @@ def encoder_posterior(
     images_for: Callable[[Tensor], Tensor],
     chunk: int = 2048,
 ) -> Posterior:
-    """Factor rows -> (loc, scale) of q(z|x) for their rendered images, ``chunk`` at a time."""
+    """Factor rows -> (loc, scale) of q(z|x) for their rendered images, ``chunk`` at a time
+    (:func:`encoder_representation` of the two stacked)."""
+    stacked = encoder_representation(lambda x: torch.stack(posterior(x), 1), images_for, chunk)
 
-    @torch.no_grad()
     def represent(factors: Tensor) -> tuple[Tensor, Tensor]:
-        parts = [posterior(images_for(f)) for f in factors.split(chunk)]
-        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+        loc, scale = stacked(factors).unbind(1)
+        return loc, scale
 
     return represent
 
