@@ -21,7 +21,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 
 from . import distributed
-from .data import as_input
+from .inputs import as_input
 from .likelihoods import check_support
 from .runtime import fixed_mmap_threshold, inference, progress_bar
 
@@ -39,7 +39,7 @@ def as_args(data: Data) -> tuple[Tensor, ...]:
 
 def inputs(data: Data) -> tuple[Tensor, ...]:
     """The arguments model and guide are called with: ``data``'s tensors, the first (the
-    images, as stored) turned into float rows by :func:`pyro_vae.data.as_input`."""
+    images, as stored) turned into float rows by :func:`pyro_vae.inputs.as_input`."""
     args = as_args(data)
     return (as_input(args[0]), *args[1:])
 

@@ -7,7 +7,7 @@ from pyro import poutine
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from .data import as_input
+from .inputs import as_input
 from .runtime import inference
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .data import chw
+from .inputs import chw
 from .registry import Registry
 
 # the encoder/decoder families a config can name (the kinds build them)

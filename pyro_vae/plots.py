@@ -17,7 +17,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from .data import chw
+from .inputs import chw
 
 GAP, GAP_SHADE = 2, 0.15  # pixels between images, and their shade (0 white, 1 black)
 

@@ -14,7 +14,7 @@ from pyro.infer import Predictive
 from torch import Tensor, nn
 
 from . import latent
-from .data import as_input
+from .inputs import as_input
 from .runtime import inference
 
 

@@ -14,7 +14,7 @@ from tests.conftest import needs_shared, write_idx
 
 @pytest.fixture(autouse=True)
 def _no_downloads(monkeypatch):
-    monkeypatch.setattr(data, "_torchvision_download", lambda spec, root: (None, "no download"))
+    monkeypatch.setattr(data.idx, "_torchvision_download", lambda spec, root: (None, "no download"))
     monkeypatch.delenv(data.ENV_VAR, raising=False)
 
 
@@ -89,14 +89,14 @@ def test_mnist_ships_with_the_package(tmp_path, capsys, monkeypatch):
     with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte.*leave out --data-dir"):
         data.load_mnist(tmp_path / "nowhere")
     monkeypatch.delenv(data.ENV_VAR)
-    monkeypatch.setattr(data, "PACKAGED_MNIST", tmp_path / "gone")
+    monkeypatch.setattr(data.idx, "PACKAGED_MNIST", tmp_path / "gone")
     with pytest.raises(data.DataError) as e:
         data.load_mnist()
     assert "--data-dir" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_missing_fashion_mnist_points_to_debian(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(data.idx, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     with pytest.raises(data.DataError, match="apt-get install dataset-fashion-mnist"):
         data.load_fashion_mnist()
 

@@ -91,7 +91,7 @@ def test_the_data_set_loads_from_the_cache_with_its_factors(tmp_path, monkeypatc
     rows = torch.tensor([[0, 0, 0, 0, 0], [1, 2, 3, 4, 5], [2, 5, 39, 31, 31]])
     small = dsprites.images_for(rows)  # the cache is built by generate(): patched smaller here
     monkeypatch.setattr(dsprites, "generate", lambda: (small, rows.numpy()))
-    monkeypatch.setattr(data, "DSPRITES_TEST", 2)
+    monkeypatch.setattr(data.dsprites, "DSPRITES_TEST", 2)
     ds = data.load("dsprites")
     assert "not DeepMind's file" in ds.source and ds.factor_names == dsprites.FACTOR_NAMES
     assert ds.train.shape == (3, 1, 64, 64) and ds.test.shape == (2, 1, 64, 64)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pyro_vae import data, imagefiles
+from pyro_vae import data
+from pyro_vae.data import imagefiles
 from tests.conftest import needs_shared
 
 

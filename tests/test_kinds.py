@@ -135,7 +135,6 @@ LAYERS = [
         "models",
         "objectives",
         "data",
-        "imagefiles",
         "checkpoint",
         "evaluate",
         "predictive",

@@ -283,7 +283,7 @@ def test_colour_folder_trains_a_conv_vae_with_bits_per_dim(tmp_path, monkeypatch
     bits/dim in evaluation.json, colour figures."""
     from PIL import Image
 
-    from pyro_vae import imagefiles
+    from pyro_vae.data import imagefiles
 
     monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
@@ -317,7 +317,7 @@ def test_colour_folder_trains_a_conv_vae_with_bits_per_dim(tmp_path, monkeypatch
 def test_streaming_from_a_memory_mapped_file_matches_the_in_memory_path(
     small_config, tmp_path, monkeypatch, capsys
 ):
-    from pyro_vae import imagefiles
+    from pyro_vae.data import imagefiles
 
     monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
     config = replace(small_config, ll_samples=0)

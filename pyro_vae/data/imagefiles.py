@@ -1,5 +1,5 @@
 """Image files and arrays -> uint8 images (N, C, H, W): a folder of PNG/JPEG files, ``.npy`` /
-``.npz`` arrays, and CelebA's own layout, with a decoded cache.
+``.npz`` arrays, with a decoded cache (CelebA's files: :mod:`pyro_vae.data.celeba`).
 
 Decoding tens of thousands of JPEGs happens once: the decoded uint8 array is cached under
 ``$PYRO_VAE_CACHE`` (default ``~/.cache/pyro-vae/images``), keyed by the folder's file list
@@ -15,12 +15,15 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 CACHE_VAR = "PYRO_VAE_CACHE"
@@ -259,76 +262,13 @@ def as_labels(array: np.ndarray, n: int, where: str) -> np.ndarray:
     return a.astype(np.int64)
 
 
-# --- CelebA ---------------------------------------------------------------------------------
-
-
-CELEBA_IMAGES = "img_align_celeba"
-CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
-CELEBA_PARTITION = "list_eval_partition.txt"
-# the usual crop of aligned CelebA: the central 148 x 148 of 178 x 218 (PyTorch-VAE, DCGAN code)
-CELEBA_CROP = 148 / 178
-
-
-def is_celeba(folder: Path) -> bool:
-    return (folder / CELEBA_IMAGES).is_dir() and (folder / CELEBA_ATTRIBUTES).is_file()
-
-
-def read_celeba_attributes(path: Path) -> tuple[list[str], tuple[str, ...], np.ndarray]:
-    """CelebA's ``list_attr_celeba.txt``: a count line, the attribute names, then one line per
-    image (file name and one -1/1 per attribute). Returns files, names, and a bool array."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} could not be read ({e}): replace it") from None
-    if len(lines) < 2:
-        raise DataError(f"{path} has {len(lines)} lines: expected a count, names, then rows")
-    names = tuple(lines[1].split())
-    files, rows = [], []
-    for i, line in enumerate(lines[2:], start=3):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != len(names) + 1 or any(v not in ("1", "-1") for v in parts[1:]):
-            raise DataError(
-                f"{path}, line {i}: expected a file name and {len(names)} values of -1 or 1; "
-                f"got {len(parts)} fields: fix or replace the file"
-            )
-        files.append(parts[0])
-        rows.append([v == "1" for v in parts[1:]])
-    return files, names, np.asarray(rows, dtype=bool).reshape(len(rows), len(names))
-
-
-def read_celeba_partition(path: Path) -> dict[str, int]:
-    out = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1] in ("0", "1", "2"):
-            out[parts[0]] = int(parts[1])
-    return out
-
-
-def load_celeba(
-    folder: Path, size: int, cache: bool = True
-) -> tuple[Decoded, np.ndarray, tuple[str, ...]]:
-    """CelebA in its own layout: the images the attribute file lists, in its order, the
-    central crop (:data:`CELEBA_CROP` of the width) resized to size x size. Returns the
-    decoded images, the attributes (N, 40) bool and their names."""
-    files, names, attributes = read_celeba_attributes(folder / CELEBA_ATTRIBUTES)
-    paths = [folder / CELEBA_IMAGES / f for f in files]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(
-            f"{folder / CELEBA_ATTRIBUTES} lists {len(missing)} images missing from "
-            f"{folder / CELEBA_IMAGES} (first: {missing[0].name}): restore them, or cut their "
-            "rows from the attribute file"
-        )
-
-    def make() -> dict[str, np.ndarray]:
-        return {"images": decode(paths, size, CELEBA_CROP, progress=str(folder))}
-
-    if cache:
-        key = fingerprint(folder, paths, size=size, crop=CELEBA_CROP, attributes=len(files))
-        arrays = cached(key, make, "celeba")
-    else:
-        arrays = make()
-    return Decoded(arrays["images"], None, (), tuple(files)), attributes, names
+def stream(x: Tensor) -> Tensor:
+    """``x`` as a CPU tensor over a memory-mapped file (in the image cache folder, named by
+    its contents): pages are read as batches touch them and the RAM copy can go."""
+    array = x.cpu().numpy()
+    key = hashlib.sha256(np.ascontiguousarray(array[:: max(1, len(array) // 64)]).tobytes())
+    key.update(repr((array.shape, array.dtype.str, float(array.sum(dtype=np.float64)))).encode())
+    arrays = cached(key.hexdigest()[:20], lambda: {"train": array}, "stream")
+    with warnings.catch_warnings():  # read-only on purpose: batches only read it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arrays["train"])
