@@ -1,5 +1,5 @@
-"""Command line: ``pyro-vae train | evaluate | sample | encode | run``
-(also ``python -m pyro_vae``)."""
+"""Command line: ``pyro-vae train | evaluate | encode | decode | reconstruct | interpolate |
+sample | export | run`` (also ``python -m pyro_vae``)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
-
-from . import checkpoint, data, distributed, evaluate, runtime
+from . import __version__, checkpoint, cli_apply, data, distributed, evaluate, runtime
 from . import run as runs
 from .config import ModelConfig, TrainConfig, from_dict
-from .options import HelpFormatter, add_train_arguments, configs_from_args
+from .options import (
+    HelpFormatter,
+    add_train_arguments,
+    configs_from_args,
+    print_config_if_asked,
+)
 from .registry import unknown
 from .runfolder import format_summary, write_json
 from .runtime import DeviceError
@@ -50,7 +53,10 @@ def train_from_args(args: argparse.Namespace) -> dict:
         model_config, train_config = configs_from_args(args, base)
     else:
         model_config, train_config = configs_from_args(args)
-    out = args.out = args.out or f"runs/{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if print_config_if_asked(args, (model_config, train_config)):
+        return {}
+    name = data.short_name(train_config.dataset)
+    out = args.out = args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _, result = runs.train(
         model_config,
         train_config,
@@ -71,9 +77,14 @@ def _test_data(run: runs.Run, n: int | None) -> evaluate.Data:
 
 
 def _load(args: argparse.Namespace, dataset: bool | None = None) -> runs.Run:
-    if getattr(args, "data_dir", None):
-        os.environ[data.ENV_VAR] = args.data_dir
-    return runs.load(args.checkpoint, device=args.device, dataset=dataset)
+    return runs.load(
+        args.checkpoint,
+        device=args.device,
+        dataset=dataset,
+        data_dir=getattr(args, "data_dir", None),
+        spec=getattr(args, "dataset", None),
+        other_data=getattr(args, "other_data", False),
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -82,27 +93,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_summary(result, run.kind))
     if args.json:
         write_json(Path(args.json), result)
-
-
-def cmd_sample(args: argparse.Namespace) -> None:
-    run = _load(args, dataset=False)
-    default = f"samples-n{args.n}-seed{args.seed}.png"
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / default
-    for path in run.kind.samples(run, out, args.n, args.seed):
-        print(path)
-
-
-def cmd_encode(args: argparse.Namespace) -> None:
-    run = _load(args, dataset=True)
-    test = _test_data(run, args.test_size)
-    codes = run.kind.encode(run, test)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "codes.npz"
-    arrays = {site: z.cpu().numpy() for site, z in codes.items()}
-    if run.data.test_labels is not None:
-        arrays["labels"] = run.data.test_labels[: len(evaluate.as_args(test)[0])].cpu().numpy()
-    np.savez(out, **arrays)
-    sizes = ", ".join(f"{site} {tuple(a.shape)}" for site, a in arrays.items())
-    print(f"{out}: {sizes} (the guide's point summary of each test datum)")
 
 
 def experiments_folder() -> Path | None:
@@ -164,6 +154,7 @@ class _ListExperiments(argparse.Action):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyro-vae", description=__doc__)
+    p.add_argument("--version", action="version", version=f"pyro-vae {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     fmt = {"formatter_class": HelpFormatter}
     t = sub.add_parser("train", help="train a model with SVI and write its output folder", **fmt)
@@ -176,24 +167,33 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda[:N]")
         return s
 
+    def where_data(s: argparse.ArgumentParser) -> None:
+        s.add_argument(
+            "--dataset",
+            default=None,
+            metavar="SPEC",
+            help="where the run's data are now, if they moved (folder:PATH, array:PATH, ...); "
+            "their fingerprint must match the run's",
+        )
+        s.add_argument(
+            "--data-dir",
+            default=None,
+            help="folder holding the run's data now (a moved folder: by its name in it)",
+        )
+
     e = with_checkpoint("evaluate", "test ELBO and importance-sampled log p(x) of a run")
     e.add_argument("--samples", type=int, default=5000, help="importance samples per datum")
     e.add_argument("--test-size", type=int, default=None, help="the first N test data only")
-    e.add_argument("--data-dir", default=None, help="where the run's data are")
+    where_data(e)
+    e.add_argument(
+        "--other-data",
+        action="store_true",
+        help="score the test split of another data set of the run's shape (--dataset SPEC) on "
+        "purpose: no fingerprint check; the output and JSON say so",
+    )
     e.add_argument("--json", default=None, help="also write the numbers to this file")
     e.set_defaults(func=cmd_evaluate)
-    s = with_checkpoint("sample", "decode draws from the prior into a PNG grid")
-    s.add_argument("--n", type=int, default=100, help="how many draws")
-    s.add_argument("--seed", type=int, default=0, help="random seed of the draws")
-    s.add_argument(
-        "--out", default=None, help="PNG path (default: samples-nN-seedS.png beside the run)"
-    )
-    s.set_defaults(func=cmd_sample)
-    c = with_checkpoint("encode", "write the guide's point summary of the test data (.npz)")
-    c.add_argument("--test-size", type=int, default=None, help="the first N test data only")
-    c.add_argument("--data-dir", default=None, help="where the run's data are")
-    c.add_argument("--out", default=None, help=".npz path (default: codes.npz beside the run)")
-    c.set_defaults(func=cmd_encode)
+    cli_apply.add_commands(with_checkpoint, where_data, _load)
     r = sub.add_parser(
         "run", help="run an experiment script: pyro-vae run NAME [its options]", add_help=False
     )
@@ -214,6 +214,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # user modules named by import path (--prior mypkg.parts:X) are found in the current
+    # folder, as with python -m pyro_vae (the installed script's sys.path lacks it)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:

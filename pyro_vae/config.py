@@ -8,6 +8,7 @@ when that differs from ``--field-name``, and ``cli=False`` for values set from t
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -186,7 +187,9 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.data_dir:  # recorded resolved: a relative folder means nothing elsewhere
+        # recorded resolved: a relative folder means nothing elsewhere
+        self.dataset = data.resolve_spec(self.dataset)
+        if self.data_dir:
             self.data_dir = str(Path(self.data_dir).expanduser().resolve())
         beta1, beta2 = (float(b) for b in self.adam_betas)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
@@ -236,6 +239,11 @@ class TrainConfig:
             )
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"beta must be a finite number >= 0; got {self.beta}")
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard "
+                "(or pip install -e '.[tensorboard]'), or leave out --tensorboard"
+            )
 
 
 # what may change when a run is resumed (each change is logged in the run folder); any other

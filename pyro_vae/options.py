@@ -5,20 +5,28 @@ becomes an option (``--field-name``, or the field's ``flag``) with its type, def
 from the field itself, so a new config field appears in ``pyro-vae train --help`` without
 editing the CLI. Values are checked by the configs, so the CLI and the Python API refuse the
 same values with the same message.
+
+``--config FILE`` reads options from a TOML (or YAML) file (see :mod:`pyro_vae.configfile`):
+the parser's defaults < the file < the options given on the command line. ``--print-config``
+writes the configuration so resolved, in the file's format, instead of training
+(:func:`print_config_if_asked`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from dataclasses import MISSING, Field, asdict, fields
 from typing import Any
 
+from . import configfile
 from .config import ModelConfig, TrainConfig
 
 CONFIGS = (ModelConfig, TrainConfig)
 GROUPS = {"data": "data", "model": "model", None: "training"}
+SECTIONS = {cls: section for section, cls in configfile.SECTIONS.items()}  # of a config file
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -91,21 +99,69 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def configs_from_args(
     args: argparse.Namespace, base: tuple[ModelConfig, TrainConfig] | None = None
 ) -> tuple[ModelConfig, TrainConfig]:
-    """The configs the parsed options describe (checked by the configs themselves); with
-    ``base``, those configs with only the options given on the command line changed."""
+    """The configs the parsed options describe (checked by the configs themselves): the
+    parser's defaults, over them the values of ``--config FILE`` where given, over those the
+    options given on the command line. With ``base`` (a resumed run's saved configs), those
+    configs with only the file's values and the given options changed: the file counts as
+    given options."""
     values = vars(args)
     given = given_options(args)
+    path = values.get("config")
+    from_file = configfile.read(path) if path else {s: {} for s in configfile.SECTIONS}
 
     def make(cls: type, start: Any) -> Any:
         kw = {} if start is None else asdict(start)
+        file_values = from_file[SECTIONS[cls]]
         for f in fields(cls):
-            if f.name in values and (start is None or f.name in given):
+            if f.name in values and f.name in given:
                 value = values[f.name]
-                kw[f.name] = tuple(value) if isinstance(value, list) else value
+            elif f.name in file_values:
+                value = file_values[f.name]
+            elif f.name in values and start is None:
+                value = values[f.name]
+            else:
+                continue
+            kw[f.name] = tuple(value) if isinstance(value, list) else value
         return cls(**kw)
 
     model_base, train_base = base if base is not None else (None, None)
     return make(ModelConfig, model_base), make(TrainConfig, train_base)
+
+
+def print_config_if_asked(
+    args: argparse.Namespace, configs: tuple[ModelConfig, TrainConfig] | None = None
+) -> bool:
+    """With ``--print-config``: write the configuration (``configs``, else the one
+    :func:`configs_from_args` resolves) to stdout, in the format of ``--config`` (TOML without
+    one), and return True: the caller then stops. Without it: False, and nothing is done."""
+    if not getattr(args, "print_config", False):
+        return False
+    model_config, train_config = configs if configs is not None else configs_from_args(args)
+    path = getattr(args, "config", None)
+    fmt = configfile.format_of(path) if path else "toml"
+    sys.stdout.write(configfile.dumps(model_config, train_config, fmt))
+    sys.stdout.flush()
+    return True
+
+
+def add_config_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--print-config``."""
+    g = parser.add_argument_group("configuration file")
+    g.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="read the options from this TOML file ([model] and [train] tables of the option "
+        "names, e.g. z_dim = 16; .yaml/.yml with PyYAML); options on the command line override "
+        "it; with --resume its values count as options given (a run folder's config.toml: "
+        "pyro-vae train --config runs/X/config.toml --out runs/Y trains run X again)",
+    )
+    g.add_argument(
+        "--print-config",
+        action="store_true",
+        help="write the full configuration (defaults, --config, the options given) to stdout "
+        "in --config's format (else TOML) instead of training: --print-config > my.toml",
+    )
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,5 +180,6 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 def add_train_arguments(parser: argparse.ArgumentParser, **defaults: object) -> None:
     """The options of a training run (``pyro-vae train`` and the experiment scripts)."""
     add_config_arguments(parser)
+    add_config_file_arguments(parser)
     add_output_arguments(parser)
     parser.set_defaults(**defaults)

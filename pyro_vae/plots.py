@@ -57,6 +57,17 @@ def save_grid(
     return _save(grid_figure(images, image_shape, ncol, title, row_labels), path)
 
 
+def save_image(path: str | os.PathLike, image: Tensor, image_shape: Sequence[int]) -> Path:
+    """Save one image (x_dim,) in [0, 1] as a PNG at its own resolution (grey or RGB)."""
+    from PIL import Image
+
+    c, h, w = chw(image_shape)
+    pixels = image.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
+    array = pixels.reshape(c, h, w).permute(1, 2, 0).numpy()
+    Image.fromarray(array[:, :, 0] if c == 1 else array).save(path)
+    return Path(path)
+
+
 def grid_figure(
     images: Tensor,
     image_shape: Sequence[int],

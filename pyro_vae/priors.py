@@ -236,6 +236,28 @@ def as_prior(prior: PriorLike | None, z_dim: int) -> nn.Module | Callable[[], Di
 # Priors by name for configs and the CLI. A factory is called with those of ``z_dim``,
 # ``x_dim``, ``components`` and ``guide`` its signature names (see registry.construct), and so
 # is a user's class named by import path (``--prior mypkg.priors:MoG``).
+def temper(d: Distribution, temperature: float) -> Distribution:
+    """``d`` with its spread scaled by ``temperature`` (sampling at a temperature, as Kingma &
+    Dhariwal's Glow and NVAE do): the scale of a location-scale prior (Normal, Laplace,
+    Student-t), of each component of a mixture (mog, vampprior). 1 returns ``d``; a prior
+    without a scale (flat, a user's) is refused in one line."""
+    if temperature == 1:
+        return d
+    if isinstance(d, torch.distributions.Independent):
+        return temper(d.base_dist, temperature).to_event(d.reinterpreted_batch_ndims)
+    if isinstance(d, torch.distributions.MixtureSameFamily):
+        comp = temper(d.component_distribution, temperature)
+        return dist.MixtureSameFamily(d.mixture_distribution, comp)
+    if isinstance(d, torch.distributions.StudentT):
+        return dist.StudentT(d.df, d.loc, d.scale * temperature)
+    if isinstance(d, torch.distributions.Normal | torch.distributions.Laplace):
+        return type(d)(d.loc, d.scale * temperature)
+    raise ValueError(
+        f"--temperature scales a prior's scale, and this prior ({type(d).__name__}) has none: "
+        "leave --temperature at 1, or use a Normal, Laplace, Student-t or mixture prior"
+    )
+
+
 PRIORS: Registry = Registry("prior", group="pyro_vae.priors")
 PRIORS.register("standard-normal", StandardNormal, "N(0, I) (default)")
 PRIORS.register("normal", LearnedNormal, "N(m, diag s^2), m and s learned")

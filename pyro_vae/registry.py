@@ -118,13 +118,35 @@ def _import(path: str, what: str) -> Any:
 
 def construct(factory: Callable[..., T], **available: Any) -> T:
     """Call ``factory`` with those of ``available`` its signature names: how a registered
-    class, or a user's class named by import path, is built from the same values, e.g.
-    ``construct(MixtureOfGaussians, z_dim=50, components=10, x_dim=784, guide=guide)``."""
+    class, or a user's class or factory function named by import path, is built from the same
+    values, e.g. ``construct(MixtureOfGaussians, z_dim=50, components=10, x_dim=784,
+    guide=guide)``. A factory that needs anything else is refused in one line."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return factory()
+    missing = missing_arguments(factory, available)
+    if missing:
+        name = getattr(factory, "__qualname__", repr(factory))
+        raise ValueError(
+            f"{name} cannot be built from the standard arguments ({', '.join(available)}): it "
+            f"also needs {', '.join(missing)}; give a class or factory function whose required "
+            "parameters are among those"
+        )
     return factory(**{k: v for k, v in available.items() if k in params})
+
+
+def missing_arguments(factory: Callable[..., Any], available: Iterable[str]) -> list[str]:
+    """The required parameters of ``factory`` that are not among ``available``."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = set(available)
+    return [
+        p.name for p in params if p.default is p.empty and p.kind in kinds and p.name not in names
+    ]
 
 
 def _first_line(obj: object) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -21,7 +22,9 @@ import torch
 from torch import nn
 
 from . import checkpoint, data, distributed, evaluate
+from .applied import Applied
 from .config import RESUMABLE, ModelConfig, TrainConfig, differences, from_dict
+from .configfile import write_run_config
 from .data import TrainingData
 from .evaluate import Data
 from .figures import write_figures
@@ -33,15 +36,19 @@ from .runfolder import (
     TensorBoard,
     describe,
     format_summary,
+    save_checkpoint,
     write_json,
+    write_metrics,
 )
 from .runtime import resolve_device, set_seed
 from .train import Hook, Trainer
 
 
 @dataclass
-class Run:
-    """Everything a finished or restored run holds."""
+class Run(Applied):
+    """Everything a finished or restored run holds; applied to given data with the methods
+    of :class:`~pyro_vae.applied.Applied` (``encode``, ``decode``, ``reconstruct``,
+    ``sample``, ``elbo``, ``log_likelihood``), written as a run folder with :meth:`save`."""
 
     model_config: ModelConfig
     train_config: TrainConfig
@@ -54,10 +61,32 @@ class Run:
     train_data: TrainingData | None = None  # what the trainer iterates over (the kind's view)
     test_data: Data | None = None  # what the model and guide are scored on
     data_fingerprint: str | None = None  # of the data as loaded (Dataset.fingerprint)
+    other_data: bool = False  # scored on other data than it was trained on, on purpose
 
     @property
     def kind(self) -> ModelKind:
         return kind_of(self.model_config.model)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write this run as a run folder (``checkpoint.pt``, ``metrics.csv``, ``config.toml``,
+        ``evaluation.json`` where it was evaluated, the figures where its test data are at
+        hand) that ``pyro-vae evaluate`` and :func:`load` read. A folder holding another
+        run's checkpoint is refused."""
+        folder = Path(folder)
+        ckpt = folder / "checkpoint.pt"
+        same = self.out is not None and folder.resolve() == Path(self.out).resolve()
+        if ckpt.exists() and not same:
+            raise FileExistsError(f"{ckpt} exists: save the run into a new or empty folder")
+        check_writable(folder)
+        save_checkpoint(self, ckpt)
+        if self.trainer.history:
+            write_metrics(folder / "metrics.csv", self.trainer.history)
+        write_run_config(folder, self.model_config, self.train_config)
+        if self.out is not None and not same and (Path(self.out) / "evaluation.json").is_file():
+            shutil.copyfile(Path(self.out) / "evaluation.json", folder / "evaluation.json")
+        if self.test_data is not None:
+            write_figures(self, folder)
+        return folder
 
 
 def resolve_binarize(binarize: str, model: nn.Module, dataset: data.Dataset) -> str:
@@ -94,7 +123,10 @@ def build(
     device = distributed.device_for(resolve_device(train_config.device))
     set_seed(distributed.rank_seed(train_config.seed))  # rank 0 (one process): the seed
     if dataset is None:
-        dataset = data.load(train_config.dataset, train_config.data_dir, train_config.image_size)
+        # a path spec is recorded where the data were found (moved: under --data-dir)
+        spec = data.locate(train_config.dataset, train_config.data_dir)
+        train_config = replace(train_config, dataset=spec)
+        dataset = data.load(spec, train_config.data_dir, train_config.image_size)
     else:  # a data set given as an object: the run records its name, not the default's
         train_config = replace(train_config, dataset=dataset.name)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
@@ -172,11 +204,34 @@ def train(
         distributed.init(train_config.device, train_config.dist_timeout)
         distributed.barrier()  # every rank has looked at the folder before rank 0 writes in it
     world = distributed.world()
+    created = not out.exists()
     if world.main:
         check_writable(out)
+    try:
+        return _train(out, model_config, train_config, resume, hooks, progress, dataset, changes)
+    except BaseException:
+        # a run refused or stopped before its first epoch leaves no empty folder behind
+        if created and world.main and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _train(
+    out: Path,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    resume: bool,
+    hooks: Sequence[Hook],
+    progress: bool | None,
+    dataset: data.Dataset | None,
+    changes: dict[str, tuple[Any, Any]],
+) -> tuple[Run, dict[str, Any]]:
+    world = distributed.world()
+    ckpt_path = out / "checkpoint.pt"
+    saved = checkpoint.load(ckpt_path) if resume else None
     run = build(model_config, train_config, dataset)
     run.out = out
-    if resume:
+    if saved is not None:
         check_same_data(saved, run.data, run.data_fingerprint)
         run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
         log_changes(out, run.trainer.epoch, changes)
@@ -257,7 +312,7 @@ def resumed_configs(
         **differences(saved_model, model_config or saved_model),
         **differences(saved_train, given_train),
     }
-    refused = {k: v for k, v in changes.items() if k not in RESUMABLE}
+    refused = {k: v for k, v in changes.items() if k not in RESUMABLE and not moved_data(k, *v)}
     if refused:
         listed = ", ".join(f"{k} {old!r} (given {new!r})" for k, (old, new) in refused.items())
         raise ValueError(
@@ -268,6 +323,16 @@ def resumed_configs(
     return saved_model, replace(saved_train, **{k: new for k, (_, new) in changes.items()}), changes
 
 
+def moved_data(option: str, saved: Any, given: Any) -> bool:
+    """Whether a change of ``option`` only says where the same data are now: a path spec of
+    the same kind (``folder:``, ``array:``, ``celeba:``) at another path. The data's
+    fingerprint is still checked."""
+    if option != "dataset":
+        return False
+    old, new = data.path_spec(saved), data.path_spec(given)
+    return old is not None and new is not None and old[0] == new[0]
+
+
 def check_same_data(saved: dict[str, Any], dataset: data.Dataset, fingerprint: str) -> None:
     """Refuse to resume or score a run on other data than it was trained on (checkpoints
     from before fingerprints were recorded are taken as they are)."""
@@ -276,7 +341,8 @@ def check_same_data(saved: dict[str, Any], dataset: data.Dataset, fingerprint: s
         raise data.DataError(
             f"the data found for this run ({dataset.name} from {dataset.source}) differ from "
             f"those it was trained on (fingerprint {fingerprint}, recorded {recorded}, from "
-            f"{saved['data'].get('source')}): pass --data-dir to where the run's data are"
+            f"{saved['data'].get('source')}): pass --dataset or --data-dir to say where the "
+            "run's data are (evaluate --other-data scores other data on purpose)"
         )
 
 
@@ -345,28 +411,64 @@ def finish(run: Run, out: Path, board: TensorBoard | None = None) -> dict[str, A
 
 
 def load(
-    path: str | os.PathLike, device: str = "auto", dataset: bool | data.Dataset | None = None
+    path: str | os.PathLike,
+    device: str = "auto",
+    dataset: bool | data.Dataset | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    spec: str | None = None,
+    other_data: bool = False,
 ) -> Run:
     """Restore a run from its checkpoint (model, guide, optimizer, RNG).
 
     ``dataset``: ``None`` (default) loads the run's test data when they can be found and
     restores the model without them otherwise (a run trained on a user's own data loads
     anywhere: ``run.test_data`` is then None); ``True`` requires them; ``False`` skips them;
-    a :class:`~pyro_vae.data.Dataset` uses that one."""
+    a :class:`~pyro_vae.data.Dataset` uses that one. ``spec`` (``folder:PATH``, ...) and
+    ``data_dir`` say where the run's data are now, if they moved; the data's fingerprint must
+    still match the run's, unless ``other_data`` (score another data set of the same shape on
+    purpose: its test split, every image of a folder or array, recorded as other data in the
+    results)."""
     saved = checkpoint.load(path)
     model_config = from_dict(ModelConfig, saved["model_config"])
     train_config = replace(from_dict(TrainConfig, saved["train_config"]), device=device)
+    if data_dir is not None:
+        train_config = replace(train_config, data_dir=str(data_dir))
+    if spec is not None:
+        train_config = replace(train_config, dataset=spec)
+    if other_data:
+        if spec is None:
+            raise ValueError("--other-data scores another data set: give it with --dataset SPEC")
+        train_config = replace(train_config, test_size=None)
     ds: data.Dataset | None = dataset if isinstance(dataset, data.Dataset) else None
-    if dataset is None:
+    if dataset is True and train_config.dataset == data.IN_MEMORY:
+        raise data.DataError(
+            f"{path} was trained on data given from Python, which a run folder does not hold: "
+            "score data with --dataset SPEC --other-data, or with run.elbo(x) in Python"
+        )
+    if dataset is None and train_config.dataset == data.IN_MEMORY:
+        print(
+            f"note: {path} was trained on data given from Python: restored without them",
+            file=sys.stderr,
+        )
+        dataset = False
+    if dataset is None or (dataset is True and other_data):
         try:
-            ds = data.load(train_config.dataset, train_config.data_dir, train_config.image_size)
-            if ds.x_dim != model_config.x_dim:
-                raise ValueError(
-                    f"{ds.name} here has {ds.x_dim} numbers per datum, the run {model_config.x_dim}"
+            spec_now = data.locate(train_config.dataset, train_config.data_dir)
+            ds = data.load(spec_now, train_config.data_dir, train_config.image_size)
+            if ds.x_dim != model_config.x_dim or (other_data and ds.image_shape != _shape(saved)):
+                raise data.DataError(
+                    f"{ds.name} holds data of shape {ds.image_shape}, the run was trained on "
+                    f"{_shape(saved)}: give data of the run's shape"
                 )
-            used = ds.subset(train_config.train_size, train_config.test_size)
-            check_same_data(saved, used, used.fingerprint())
+            if not other_data:
+                used = ds.subset(train_config.train_size, train_config.test_size)
+                check_same_data(saved, used, used.fingerprint())
+            elif data.path_spec(spec_now) is not None:
+                ds = every_image_as_test(ds)
         except (data.DataError, ValueError) as e:
+            if dataset is True or spec is not None or data_dir is not None:
+                raise
             print(
                 f"note: loading {path} without its data ({str(e).splitlines()[0]})", file=sys.stderr
             )
@@ -375,14 +477,33 @@ def load(
         ds = _placeholder(saved, model_config)
         train_config = replace(train_config, binarize="none", labels=0)
     run = build(model_config, train_config, ds)
-    if dataset is True:
+    if dataset is True and not other_data:
         check_same_data(saved, run.data, run.data_fingerprint)
     run.trainer.load_state_dict(saved["trainer"], str(path))
     run.out = Path(path).parent
-    if dataset is False:
+    run.other_data = other_data
+    if dataset is False:  # what the run was trained on, as recorded
         run.binarize = saved["data"]["binarize"]
         run.test_data = None
+        run.data = replace(run.data, source=saved["data"].get("source", run.data.source))
+        run.data_fingerprint = saved["data"].get("fingerprint")
     return run
+
+
+def every_image_as_test(ds: data.Dataset) -> data.Dataset:
+    """A user's folder or array scored as a new test set: every image in it, not the seeded
+    split made for training."""
+    both = lambda a, b: None if a is None or b is None else torch.cat([a, b])  # noqa: E731
+    return replace(
+        ds,
+        test=both(ds.train, ds.test),
+        test_labels=both(ds.train_labels, ds.test_labels),
+        test_attributes=both(ds.train_attributes, ds.test_attributes),
+    )
+
+
+def _shape(saved: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(saved["data"]["image_shape"])
 
 
 def _placeholder(saved: dict[str, Any], model_config: ModelConfig) -> data.Dataset:

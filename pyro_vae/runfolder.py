@@ -21,6 +21,7 @@ import torch
 
 from . import checkpoint, evaluate
 from .config import to_dict
+from .configfile import write_run_config
 from .train import ROW
 
 
@@ -33,6 +34,7 @@ class RunFolder:
     def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
         write_metrics(self.out / "metrics.csv", trainer.history)
         save_checkpoint(self.run, self.out / "checkpoint.pt")
+        write_run_config(self.out, self.run.model_config, self.run.train_config)
         extra = "".join(
             f", {key.replace('_', ' ')} {value:.4f}"
             for key, value in row.items()
@@ -135,9 +137,11 @@ def write_json(path: Path, numbers: dict[str, Any]) -> Path:
 
 def describe(run: Any) -> dict[str, Any]:
     """What a result was measured on: data, binarization, epochs, config, device, versions."""
+    other = {"other_data": True} if getattr(run, "other_data", False) else {}
     return {
         "dataset": run.data.name,
         "data_source": run.data.source,
+        **other,
         "binarization": run.binarize,
         "epochs": run.trainer.epoch,
         "model_config": to_dict(run.model_config),
@@ -152,8 +156,9 @@ def describe(run: Any) -> dict[str, Any]:
 
 def format_summary(result: dict[str, Any], kind: Any) -> str:
     """One line: the test ELBO, log p(x) with its standard error and k, and the kind's own."""
+    other = " (other data than the run was trained on)" if result.get("other_data") else ""
     line = (
-        f"{result['dataset']} test ({result['n_data']} data, {result['binarization']} "
+        f"{result['dataset']}{other} test ({result['n_data']} data, {result['binarization']} "
         f"binarization, {result['epochs']} epochs): ELBO {result['elbo']:.2f} nats"
     )
     if "log_likelihood" in result:

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import distributed, evaluate, runtime
 from .checkpoint import load_modules
 from .config import TrainConfig
-from .data import SemiSupervised, TrainingData, batches, num_batches, num_data
+from .data import SemiSupervised, TrainingData, batches, collect, num_batches, num_data
 from .evaluate import Data, as_args
 from .objectives import PARAM_STORE_ELBOS, ScaleLatents, differentiable, kl_weight, make_elbo
 from .runtime import (
@@ -146,7 +146,9 @@ class Trainer:
 
         Each epoch draws a fresh permutation of ``train`` (one tensor on the device, or a tuple
         such as ``(x, y)`` passed to model and guide as arguments, or a
-        :class:`~pyro_vae.data.SemiSupervised` set); with
+        :class:`~pyro_vae.data.SemiSupervised` set; a NumPy array, a torch ``Dataset``, a
+        ``DataLoader`` or an iterable of batches is read once, see
+        :func:`~pyro_vae.data.collect`); with
         ``dynamic`` each batch is a new Bernoulli draw of the grey levels. After each epoch the
         row ``{epoch, step, train_elbo, test_elbo, test_reconstruction, test_kl, beta,
         seconds}`` (nats per datum) is appended and passed to the hooks' ``on_epoch``.
@@ -154,6 +156,8 @@ class Trainer:
         warm-up the β-weighted objective, or for ``iwae`` the k-sample bound; the test
         columns are always the plain ELBO and its terms.
         """
+        train = collect(train)
+        test = None if test is None else collect(test, "the test data")
         self._check_data(train, dynamic)
         if hasattr(self.elbo, "configure"):  # objectives with options of their own
             self.elbo.configure(self.config, num_data(train))

@@ -147,10 +147,10 @@ LAYERS = [
         "distributed",
     },
     {"config"},
-    {"train", "options"},
-    {"runfolder", "figures"},
-    {"run"},
-    {"cli", "experiment", "__main__"},
+    {"train", "options", "configfile"},
+    {"runfolder", "figures", "applied"},
+    {"run", "api", "export"},
+    {"cli", "cli_apply", "experiment", "__main__"},
 ]
 
 

@@ -26,6 +26,7 @@ from .batching import (
     TrainingData,
     batches,
     binarize_once,
+    collect,
     num_batches,
     num_data,
     prepare,
@@ -45,7 +46,7 @@ from .dataset import (
 )
 from .dsprites import load_dsprites
 from .faces import load_frey_faces, load_olivetti
-from .files import load_array, load_folder
+from .files import Inputs, load_array, load_folder, read_inputs
 from .idx import (
     DEBIAN_FASHION_MNIST,
     FASHION_MNIST,
@@ -56,7 +57,18 @@ from .idx import (
     read_idx,
 )
 from .imagefiles import DataError, stream
-from .sources import CACHE_DIR, DATASETS, ENV_VAR, SOURCES, load
+from .sources import (
+    CACHE_DIR,
+    DATASETS,
+    ENV_VAR,
+    IN_MEMORY,
+    SOURCES,
+    load,
+    locate,
+    path_spec,
+    resolve_spec,
+    short_name,
+)
 
 __all__ = [
     "BINARIZATIONS",
@@ -65,12 +77,14 @@ __all__ = [
     "DEBIAN_FASHION_MNIST",
     "ENV_VAR",
     "FASHION_MNIST",
+    "IN_MEMORY",
     "MNIST",
     "PACKAGED_MNIST",
     "SOURCES",
     "TEST_FRACTION",
     "DataError",
     "Dataset",
+    "Inputs",
     "SemiSupervised",
     "TrainingData",
     "as_input",
@@ -79,6 +93,7 @@ __all__ = [
     "batches",
     "binarize_once",
     "chw",
+    "collect",
     "labelled",
     "load",
     "load_array",
@@ -91,13 +106,18 @@ __all__ = [
     "load_frey_faces",
     "load_mnist",
     "load_olivetti",
+    "locate",
     "num_batches",
     "num_data",
     "one_hot",
+    "path_spec",
     "prepare",
     "read_amat",
     "read_idx",
+    "read_inputs",
     "resize",
+    "resolve_spec",
+    "short_name",
     "split",
     "spread_subset",
     "stream",

@@ -7,9 +7,10 @@ This is the one data module that knows about torchrun ranks (:mod:`pyro_vae.dist
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,6 +20,55 @@ from ..registry import one_of
 from .dataset import Dataset
 
 BINARIZATIONS = ("dynamic", "fixed", "none")
+
+
+def collect(data: object, what: str = "the training data") -> TrainingData:
+    """Training data in the form the loop slices batches from: a tensor, a tuple of tensors
+    with one row per datum (``(x, y)``) or a :class:`SemiSupervised` set, as they are; a NumPy
+    array as a tensor; a ``torch.utils.data.Dataset`` (items: tensors or tuples of them), a
+    ``DataLoader`` or any iterable of batches (tensors, or tuples ``(x,)`` / ``(x, y)`` as a
+    ``TensorDataset`` gives them) read once and concatenated, so the epochs that follow are
+    the loop's own fast permutations."""
+    if isinstance(data, Tensor | SemiSupervised):
+        return data
+    if isinstance(data, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(data))
+    if isinstance(data, tuple) and data and all(isinstance(t, Tensor) for t in data):
+        return data if len(data) > 1 else data[0]
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(
+        data, torch.utils.data.IterableDataset
+    ):
+        try:
+            n = len(data)  # type: ignore[arg-type]
+        except TypeError:
+            n = None
+        if n is not None:
+            return _joined([data[i] for i in range(n)], what, stack=True)
+    if not isinstance(data, Iterable) or isinstance(data, str | bytes):
+        raise ValueError(
+            f"{what} must be a tensor, a NumPy array, a torch Dataset, a DataLoader or an "
+            f"iterable of batches; got {type(data).__name__}"
+        )
+    return _joined(list(data), what, stack=False)
+
+
+def _joined(items: list, what: str, stack: bool) -> Tensor | tuple[Tensor, ...]:
+    """Items (or batches) that are tensors, arrays or tuples of them, joined along the data
+    dimension: one tensor, or a tuple with one tensor per position."""
+    if not items:
+        raise ValueError(f"{what} are empty (no batches): give at least one datum")
+    rows = [item if isinstance(item, tuple | list) else (item,) for item in items]
+    width = len(rows[0])
+    if width == 0 or any(len(r) != width for r in rows):
+        raise ValueError(f"{what}: every batch must have the same parts (x,) or (x, y)")
+    parts = []
+    for j in range(width):
+        column = [torch.as_tensor(r[j]) for r in rows]
+        try:
+            parts.append(torch.stack(column) if stack else torch.cat(column))
+        except RuntimeError as e:
+            raise ValueError(f"{what}: part {j} of the batches do not fit together ({e})") from None
+    return parts[0] if width == 1 else tuple(parts)
 
 
 def binarize_once(x: Tensor, seed: int, chunk: int = 10000) -> Tensor:

@@ -110,7 +110,7 @@ def load_celeba(
 
 
 def load_celeba_folder(path: str | os.PathLike, image_size: int | None = None) -> Dataset:
-    folder = Path(path).expanduser()
+    folder = Path(path).expanduser().resolve()
     if not is_celeba(folder):
         raise DataError(
             f"{folder} is not in CelebA's layout: it needs {CELEBA_IMAGES}/ and {CELEBA_ATTRIBUTES}"

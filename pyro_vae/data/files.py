@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from . import imagefiles
 from .dataset import Dataset, labelled, split
@@ -44,7 +47,7 @@ def load_folder(path: str | os.PathLike, image_size: int | None = None, seed: in
     a seeded 10% is held out for testing (balanced over the classes). With ``image_size``,
     each image is centre-cropped to a square and resized to S x S. Decoded once, then read
     from the cache (:func:`pyro_vae.imagefiles.cache_dir`)."""
-    folder = Path(path).expanduser()
+    folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
         raise DataError(
             f"{folder} is not a folder: give --dataset folder:PATH with a folder of images"
@@ -77,7 +80,7 @@ def load_array(path: str | os.PathLike, seed: int = 0) -> Dataset:
     ``.npz`` with ``x_train``/``x_test`` (and ``y_train``/``y_test``), ``train``/``test``, or
     ``images`` (and ``labels``); without a test split a seeded 10% is held out. Images are
     (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or floats in [0, 1]."""
-    file = Path(path).expanduser()
+    file = Path(path).expanduser().resolve()
     try:
         loaded = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -125,3 +128,119 @@ def load_array(path: str | os.PathLike, seed: int = 0) -> Dataset:
 
 SOURCES.register("folder", load_folder, "a folder of images (class subfolders: labels)")
 SOURCES.register("array", load_array, "a .npy / .npz file of images (and labels)")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Images given to a trained model (``pyro-vae encode --input``...): uint8 (N, C, H, W),
+    class labels where the source has them, and a name per image (its file, or its row)."""
+
+    images: Tensor
+    labels: Tensor | None
+    names: tuple[str, ...]
+
+
+def read_inputs(
+    specs: Sequence[str], image_shape: Sequence[int], image_size: int | None = None
+) -> Inputs:
+    """Every image that ``specs`` name, prepared as a run's data were: ``folder:PATH`` (every
+    image in it, whatever split; class subfolders give labels), ``array:PATH`` (a ``.npy``, or
+    an ``.npz``'s images: ``images``/``x``, else its train and test splits, with their
+    labels), or image files; cropped and resized to the run's ``image_size`` where it had one,
+    and brought to the run's channels (grey <-> colour). Images of another size than the
+    run's are refused in one line."""
+    c, h, w = (int(s) for s in image_shape)
+    parts: list[Inputs] = []
+    files = []
+    for spec in specs:
+        scheme, colon, path = spec.partition(":")
+        if colon and scheme == "folder":
+            parts.append(_folder_inputs(Path(path).expanduser(), image_size))
+        elif colon and scheme == "array":
+            parts.append(_array_inputs(Path(path).expanduser()))
+        else:
+            file = Path(spec).expanduser()
+            if not imagefiles.is_image(file):
+                raise DataError(
+                    f"{spec} is not an image file: give image files, folder:PATH or array:PATH"
+                )
+            files.append(file)
+    if files:
+        decoded = imagefiles.decode(files, image_size, 1.0)
+        parts.append(Inputs(torch.from_numpy(decoded), None, tuple(str(f) for f in files)))
+    if not parts:
+        raise DataError("no inputs: give image files, folder:PATH or array:PATH")
+    images = [_channels(p.images, c) for p in parts]
+    for p, x in zip(parts, images, strict=True):
+        if tuple(x.shape[2:]) != (h, w):
+            raise DataError(
+                f"{p.names[0]}: images of {tuple(x.shape[2:])} pixels, the run reads {(h, w)}: "
+                "give images of the run's size"
+            )
+    labels = None
+    if all(p.labels is not None for p in parts):
+        labels = torch.cat([p.labels for p in parts])  # type: ignore[misc]
+    names = tuple(n for p in parts for n in p.names)
+    return Inputs(torch.cat(images), labels, names)
+
+
+def _channels(x: Tensor, c: int) -> Tensor:
+    if x.shape[1] == c:
+        return x
+    if x.shape[1] == 1:
+        return x.expand(-1, c, -1, -1).contiguous()
+    if c == 1 and x.shape[1] == 3:  # ITU-R 601 luma, as PIL's convert("L")
+        weights = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+        return (x.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise DataError(f"images with {x.shape[1]} channels cannot become {c}")
+
+
+def _folder_inputs(folder: Path, image_size: int | None) -> Inputs:
+    splits = [folder / "train", folder / "test"]
+    if not all(s.is_dir() for s in splits):
+        splits = [folder]
+    parts = [imagefiles.load_split(s, image_size) for s in splits]
+    names = tuple(str(s / f) for s, p in zip(splits, parts, strict=True) for f in p.files)
+    images = torch.cat([torch.from_numpy(np.array(p.images)) for p in parts])
+    labels = None
+    if all(p.labels is not None for p in parts):
+        labels = torch.cat([torch.from_numpy(np.array(p.labels)) for p in parts])
+    return Inputs(images, labels, names)
+
+
+def _array_inputs(file: Path) -> Inputs:
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(
+            f"{file} could not be read as a .npy/.npz file ({e}): check the path"
+        ) from None
+    if isinstance(loaded, np.ndarray):
+        arrays = {"images": loaded}
+    else:
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+    for x_key, y_key in (("images", "labels"), ("x", "y")):
+        if x_key in arrays:
+            groups = [(x_key, y_key)]
+            break
+    else:
+        splits = (("x_train", "y_train"), ("x_test", "y_test"), ("train", None), ("test", None))
+        groups = [(x, y) for x, y in splits if x in arrays]
+    if not groups:
+        raise DataError(
+            f"{file} holds arrays {sorted(arrays)}: name the images images (labels), x (y), or "
+            "x_train/x_test (y_train/y_test)"
+        )
+    images, labels, names = [], [], []
+    for x_key, y_key in groups:
+        where = f"{file}[{x_key}]"
+        x = torch.from_numpy(imagefiles.as_uint8_images(arrays[x_key], where))
+        images.append(x)
+        names += [f"{where}[{i}]" for i in range(len(x))]
+        if y_key is not None and y_key in arrays:
+            labels.append(
+                torch.from_numpy(imagefiles.as_labels(arrays[y_key], len(x), f"{file}[{y_key}]"))
+            )
+    all_labels = torch.cat(labels) if len(labels) == len(images) else None
+    return Inputs(torch.cat(images), all_labels, tuple(names))

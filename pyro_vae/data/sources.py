@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +28,7 @@ from .imagefiles import DataError
 T = TypeVar("T")
 
 ENV_VAR = "PYRO_VAE_DATA"
+IN_MEMORY = "python"  # the data set name of a run trained on data given from Python
 CACHE_DIR = Path.home() / ".cache" / "pyro-vae"
 
 DATASETS: Registry = Registry("dataset", group="pyro_vae.datasets")
@@ -63,16 +65,56 @@ def search(
     return None, looked
 
 
+def path_spec(spec: str) -> tuple[str, str] | None:
+    """``(scheme, path)`` of a data set at a path (``folder:PATH``, ...), else None."""
+    scheme, colon, path = spec.partition(":")
+    return (scheme, path) if colon and scheme in SOURCES else None
+
+
+def resolve_spec(spec: str) -> str:
+    """``spec`` with its path made absolute (a relative path means nothing elsewhere); named
+    data sets are returned as they are."""
+    parts = path_spec(spec)
+    if parts is None or not parts[1]:
+        return spec
+    return f"{parts[0]}:{Path(parts[1]).expanduser().resolve()}"
+
+
+def locate(spec: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Where the data of a path ``spec`` are now: its path where that exists, else the same
+    name inside ``data_dir`` (``--data-dir``: the folder the data were moved to), else
+    ``spec`` unchanged (its loader then says what is missing)."""
+    parts = path_spec(spec)
+    if parts is None or not parts[1] or Path(parts[1]).expanduser().exists() or not data_dir:
+        return spec
+    scheme, path = parts
+    root = Path(data_dir).expanduser()
+    for candidate in (root / path, root / Path(path).name):
+        if candidate.exists():
+            return f"{scheme}:{candidate.resolve()}"
+    return spec
+
+
+def short_name(spec: str) -> str:
+    """A short name of a data set that is safe in a file name (no ``:`` or ``/``): the data
+    set's name, or the file or folder name of a path spec (``array:/x/y.npz`` -> ``y``)."""
+    parts = path_spec(spec)
+    name = Path(parts[1].rstrip("/")).stem if parts and parts[1] else spec.rpartition(":")[2]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+
+
 def load(
     name: str, data_dir: str | os.PathLike | None = None, image_size: int | None = None
 ) -> Dataset:
     """Load a data set by name (one of ``DATASETS``) or at a path (``folder:PATH``,
-    ``array:PATH``, ``celeba:PATH``); with ``image_size``, images are S x S (cropped to the
-    centre square and resized)."""
-    scheme, colon, path = name.partition(":")
-    if scheme in SOURCES.names() and colon:
-        if not path:
-            raise DataError(f"--dataset {scheme}:PATH needs a path after the colon")
+    ``array:PATH``, ``celeba:PATH``; a path that is not there is looked for by its name in
+    ``data_dir``); with ``image_size``, images are S x S (cropped to the centre square and
+    resized)."""
+    parts = path_spec(name)
+    if parts is not None:
+        if not parts[1]:
+            raise DataError(f"--dataset {parts[0]}:PATH needs a path after the colon")
+        scheme, path = path_spec(locate(name, data_dir))  # type: ignore[misc]
         loader = functools.partial(SOURCES.choose(scheme), path)
     else:
         loader = functools.partial(DATASETS.choose(name), data_dir)

@@ -12,6 +12,7 @@ Kinds take the run duck-typed (``run.model``, ``run.guide``, ``run.data``, ``run
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,8 +24,8 @@ from .. import data, evaluate, likelihoods, plots, predictive
 from ..evaluate import Data
 from ..guides import GUIDES
 from ..nets import ACTIVATIONS, NETS, ConvDecoder, ConvEncoder
-from ..priors import PRIORS
-from ..registry import Registry, construct
+from ..priors import PRIORS, temper
+from ..registry import Registry, construct, missing_arguments
 from ..runtime import inference
 
 # Model kinds by name; a kind registers itself with ``@register`` where it is defined.
@@ -62,6 +63,7 @@ class ModelKind:
     guides: ClassVar[Registry] = GUIDES  # the guide names this kind accepts
     default_guide: ClassVar[str] = "normal"
     conditioned_on: ClassVar[str] = ""  # e.g. " | y": what the log-likelihood is conditional on
+    code_site: ClassVar[str] = "z"  # the latent site a plain array of codes is decoded as
 
     # -- configuration --------------------------------------------------------------------
     def check(self, config: Any) -> None:
@@ -76,11 +78,20 @@ class ModelKind:
         raise NotImplementedError
 
     def likelihood(self, config: Any) -> nn.Module:
-        return construct(
-            likelihoods.LIKELIHOODS.choose(config.likelihood),
-            x_dim=config.x_dim,
-            image_shape=config.image_shape,
-        )
+        factory = likelihoods.LIKELIHOODS.choose(config.likelihood)
+        available = {"x_dim": config.x_dim, "image_shape": config.image_shape}
+        missing = missing_arguments(factory, available) if inspect.isfunction(factory) else []
+        if len(missing) == 1:
+            # a user's function from the decoder's output to a distribution (the README's
+            # ``laplace(out)``) is the likelihood itself, not a factory of one
+            return factory  # type: ignore[return-value]
+        if missing:
+            raise ValueError(
+                f"likelihood {config.likelihood!r} is neither a likelihood (a function of one "
+                "argument, the decoder's output) nor a factory of one (taking some of x_dim, "
+                f"image_shape): it needs {', '.join(missing)}"
+            )
+        return construct(factory, **available)
 
     def prior(self, config: Any, z_dim: int, guide: nn.Module | None) -> nn.Module:
         return construct(
@@ -208,6 +219,59 @@ class ModelKind:
         return [
             plots.save_grid(path, draws["mean"], run.data.image_shape, ncol, "E[x|z], z ~ p(z)")
         ]
+
+    # -- a trained model applied to given data (pyro-vae encode/decode/sample, Run) ----------
+    def data_view(self, run: Any, x: Tensor, labels: Tensor | None = None) -> Data:
+        """What model and guide are called with for images ``x`` (as stored) and their class
+        indices ``labels`` (where the kind reads labels)."""
+        return x
+
+    @torch.no_grad()
+    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+        """E[x | z] for codes as :meth:`encode` gives them (``labels``: class indices, for the
+        label-aware kinds)."""
+        refuse_labels(self.name, labels)
+        with _local(run):
+            return torch.cat([run.model.decode(zb).mean for zb in site(codes, "z").split(1000)])
+
+    @torch.no_grad()
+    def sample(
+        self, run: Any, n: int, temperature: float = 1.0, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """``n`` draws z ~ p(z) (the prior's scale times ``temperature``) and their E[x | z]:
+        ``{"z", "mean"}``."""
+        refuse_labels(self.name, labels)
+        with _local(run):
+            z = draw(temper(run.model.prior(), temperature), n)
+            return {"z": z, "mean": self.decode(run, {"z": z})}
+
+
+def refuse_labels(kind: str, labels: Tensor | None) -> None:
+    if labels is not None:
+        raise ValueError(
+            f"--model {kind} does not read labels: leave out --label (label-aware kinds: cvae, m2)"
+        )
+
+
+def site(codes: dict[str, Tensor], name: str) -> Tensor:
+    """The codes of one latent site, or one line naming the sites that were given."""
+    if name not in codes:
+        raise ValueError(
+            f"the codes hold {sorted(codes)}, and this model decodes {name!r}: give the .npz "
+            f"that pyro-vae encode wrote for this run (or a .npy of {name})"
+        )
+    return codes[name]
+
+
+def draw(prior: Any, n: int) -> Tensor:
+    """``n`` draws from a prior; an improper one is refused in one line."""
+    try:
+        return prior.sample((n,))
+    except NotImplementedError:
+        raise ValueError(
+            "the prior cannot be sampled (an improper flat prior): this run encodes, decodes, "
+            "reconstructs and interpolates, but draws no samples"
+        ) from None
 
 
 def active_units(codes: Tensor, threshold: float = ACTIVE) -> int:

@@ -12,8 +12,9 @@ from .. import data, evaluate, plots, predictive
 from ..evaluate import Data
 from ..guides import ConditionalNormalGuide
 from ..models import CVAEModel
+from ..priors import temper
 from ..registry import Registry
-from .base import ModelKind, _local, register, test_indices
+from .base import ModelKind, _local, draw, register, site, test_indices
 
 CONDITIONAL_GUIDES: Registry = Registry("guide of the label-aware models")
 CONDITIONAL_GUIDES.register("normal", ConditionalNormalGuide, "q(z | x, y), diagonal Normal")
@@ -105,3 +106,40 @@ class CVAE(ModelKind):
                 title="E[x|z,y], z ~ p(z): one row per class y, one column per draw",
             )
         ]
+
+    def data_view(self, run: Any, x: Tensor, labels: Tensor | None = None) -> Data:
+        return (x, self.one_hot(run, labels))
+
+    def one_hot(self, run: Any, labels: Tensor | None) -> Tensor:
+        k = run.model_config.num_classes
+        if labels is None:
+            raise ValueError(
+                f"--model {self.name} encodes and decodes given a label: give labels (a folder "
+                f"with class subfolders, an array with labels, or --label 0..{k - 1})"
+            )
+        return data.one_hot(torch.as_tensor(labels).long().reshape(-1), k)
+
+    @torch.no_grad()
+    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+        z = site(codes, "z")
+        y = self.one_hot(run, labels).to(z.device)
+        with _local(run):
+            return torch.cat(
+                [
+                    run.model.decode(zb, yb).mean
+                    for zb, yb in zip(z.split(1000), y.split(1000), strict=True)
+                ]
+            )
+
+    @torch.no_grad()
+    def sample(
+        self, run: Any, n: int, temperature: float = 1.0, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """As the VAE's, given the labels (class indices; default: the classes in turn)."""
+        k = run.model_config.num_classes
+        labels = torch.arange(n) % k if labels is None else torch.as_tensor(labels).reshape(-1)
+        if len(labels) == 1:
+            labels = labels.expand(n)
+        with _local(run):
+            z = draw(temper(run.model.prior(), temperature), n)
+            return {"z": z, "y": labels, "mean": self.decode(run, {"z": z}, labels)}

@@ -13,8 +13,9 @@ from .. import evaluate, plots
 from ..evaluate import Data
 from ..guides import BottomUpGuide, LadderGuide
 from ..models import HierarchicalModel
+from ..priors import temper
 from ..registry import Registry
-from .base import ModelKind, _columns, _local, register
+from .base import ModelKind, _columns, _local, draw, refuse_labels, register, site
 
 HIERARCHICAL_GUIDES: Registry = Registry("guide of the hierarchical VAE")
 HIERARCHICAL_GUIDES.register(
@@ -130,3 +131,26 @@ class HierarchicalVAE(ModelKind):
                 title="rows: one eps (z1's noise) each; columns: one z2 ~ p(z2) each",
             ),
         ]
+
+    code_site = "z1"
+
+    @torch.no_grad()
+    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+        """E[x | z1]; codes of the top layer alone are decoded through z1 = mean of
+        p(z1 | z2)."""
+        refuse_labels(self.name, labels)
+        with _local(run):
+            if "z1" not in codes:
+                codes = {"z1": run.model.top_down(site(codes, "z2")).mean}
+            return torch.cat([run.model.decode(zb).mean for zb in codes["z1"].split(1000)])
+
+    @torch.no_grad()
+    def sample(
+        self, run: Any, n: int, temperature: float = 1.0, labels: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """z2 ~ p(z2), z1 ~ p(z1 | z2), both scales times ``temperature``, and E[x | z1]."""
+        refuse_labels(self.name, labels)
+        with _local(run):
+            z2 = draw(temper(run.model.prior(), temperature), n)
+            z1 = temper(run.model.top_down(z2), temperature).sample()
+            return {"z2": z2, "z1": z1, "mean": self.decode(run, {"z1": z1})}

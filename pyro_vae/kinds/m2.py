@@ -100,3 +100,14 @@ class M2(CVAE):
             z = torch.cat([run.guide.point(xb) for (xb,) in parts])
             probs = torch.cat([run.guide.classify(xb) for (xb,) in parts])
         return {"z": z, "y_probs": probs}
+
+    def data_view(self, run: Any, x: Tensor, labels: Tensor | None = None) -> Data:
+        return x  # M2 infers the class: q(y | x)
+
+    @torch.no_grad()
+    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+        """E[x | z, y] with the given labels, else the most probable class of q(y | x) where
+        the codes carry ``y_probs`` (as encode writes them)."""
+        if labels is None and "y_probs" in codes:
+            labels = codes["y_probs"].argmax(-1)
+        return super().decode(run, codes, labels)
