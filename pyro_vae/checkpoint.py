@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -100,10 +100,18 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     remove_stale(path)
     payload = {"format": FORMAT, **payload}
     payload["checksum"] = checksum(payload)
+    return write_atomically(path, lambda f: torch.save(payload, f))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file so that ``path`` holds either its old contents or the whole new ones:
+    ``write(f)`` into a temporary file beside it, fsync, rename (the temporary file is removed
+    if anything fails)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -9,7 +9,6 @@ channels, binarization); codes travel as the ``.npz`` that ``encode`` writes.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch.distributions import Independent, Normal
 from . import data, evaluate, latent, plots
 from . import run as runs
 from .applied import check_count
+from .checkpoint import write_atomically
 from .runtime import inference
 
 SPLITS = ("train", "test")
@@ -150,11 +150,8 @@ def write_images(
     flat = images.reshape(len(images), -1).cpu()
     shape = run.data.image_shape
     if fmt in ("npy", "both"):
-        path = out / f"{name}.npy"
-        tmp = out / f".{name}.tmp.npy"
-        np.save(tmp, images.cpu().numpy())
-        os.replace(tmp, path)
-        written.append(path)
+        array = images.cpu().numpy()
+        written.append(write_atomically(out / f"{name}.npy", lambda f: np.save(f, array)))
     if fmt in ("png", "both"):
         ncol = max(1, min(10, len(flat)))
         written.append(plots.save_grid(out / f"{name}.png", flat, shape, ncol, title))
@@ -277,9 +274,7 @@ def cmd_export(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def add_commands(

@@ -27,6 +27,9 @@ from .traced import STEPS
 
 T = TypeVar("T")
 
+# --lr-schedule: torch.optim.lr_scheduler on the trainer's Adam, stepped after each epoch
+LR_SCHEDULES = ("none", "cosine", "step", "plateau")
+
 
 def option(default: Any, help: str, **meta: Any) -> Any:
     """A config field with its command-line help (``flag=``, ``cli=False``, ``choices=``,
@@ -185,6 +188,65 @@ class TrainConfig:
         "also write TensorBoard event files into the run folder (per-epoch numbers, the "
         "figures): pip install tensorboard",
     )
+    mlflow: bool = option(
+        False,
+        "log params, per-epoch metrics and figures to MLflow (a local file store mlruns beside "
+        "the run folder, e.g. runs/mlruns, unless MLFLOW_TRACKING_URI is set): pip install "
+        "mlflow-skinny",
+    )
+    val_size: float | None = option(
+        None,
+        "hold out N of the training data (after --train-size), or a FRACTION in (0, 1) of "
+        "them, as a validation set chosen with --seed, balanced over the classes where "
+        "labelled: scored each epoch "
+        "(the val_* columns) in place of the test set, which is scored at the end only",
+        group="data",
+        metavar="N",
+    )
+    keep_best: bool = option(
+        False,
+        "also write best.pt, the checkpoint of the epoch with the best validation score (the "
+        "ELBO; m2: the accuracy of q(y|x)); needs --val-size",
+    )
+    early_stop: int | None = option(
+        None,
+        "stop after PATIENCE epochs without a better validation score (the run is still "
+        "evaluated); needs --val-size",
+        metavar="PATIENCE",
+    )
+    lr_schedule: str = option(
+        "none",
+        f"learning-rate schedule, stepped after each epoch ({', '.join(LR_SCHEDULES)}): "
+        "cosine falls to 0 over --lr-cosine-epochs, step multiplies by --lr-gamma every "
+        "--lr-step-epochs, plateau multiplies by --lr-gamma after --lr-patience epochs without "
+        "a better validation score (training ELBO without --val-size)",
+        metavar="NAME",
+    )
+    lr_cosine_epochs: int | None = option(
+        None,
+        "--lr-schedule cosine: epochs over which the rate falls from --lr to 0 (default: "
+        "--epochs when the run starts; kept on --resume; past them it rises again)",
+        metavar="EPOCHS",
+    )
+    lr_step_epochs: int = option(
+        10, "--lr-schedule step: epochs between two steps", metavar="EPOCHS"
+    )
+    lr_gamma: float = option(
+        0.1,
+        "--lr-schedule step and plateau: factor in (0, 1) applied to the rate at a step",
+        metavar="GAMMA",
+    )
+    lr_patience: int = option(
+        10,
+        "--lr-schedule plateau: epochs without improvement before the rate is cut",
+        metavar="EPOCHS",
+    )
+    clip_norm: float | None = option(
+        None,
+        "clip the gradient's L2 norm over all parameters to this before each step "
+        "(torch.nn.utils.clip_grad_norm_)",
+        metavar="NORM",
+    )
 
     def __post_init__(self) -> None:
         # recorded resolved: a relative folder means nothing elsewhere
@@ -239,10 +301,51 @@ class TrainConfig:
             )
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"beta must be a finite number >= 0; got {self.beta}")
+        if self.val_size is not None and not (
+            math.isfinite(self.val_size)
+            and (
+                0 < self.val_size < 1
+                or (self.val_size >= 1 and self.val_size == int(self.val_size))
+            )
+        ):
+            raise ValueError(
+                f"val_size must be a count >= 1 or a fraction in (0, 1); got {self.val_size}"
+            )
+        if self.early_stop is not None and self.early_stop < 1:
+            raise ValueError(f"early_stop must be at least 1 epoch; got {self.early_stop}")
+        for flag, used in (("--keep-best", self.keep_best), ("--early-stop", self.early_stop)):
+            if used and self.val_size is None:
+                raise ValueError(
+                    f"{flag} needs --val-size: choosing epochs by the test set would overfit "
+                    "it; hold out validation data with --val-size N (or a fraction)"
+                )
+        if self.lr_schedule not in LR_SCHEDULES:
+            one_of(self.lr_schedule, LR_SCHEDULES, "learning-rate schedule")
+        for name in ("lr_step_epochs", "lr_cosine_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.lr_patience < 0:
+            raise ValueError(f"lr_patience must be >= 0; got {self.lr_patience}")
+        if not (math.isfinite(self.lr_gamma) and 0 < self.lr_gamma < 1):
+            raise ValueError(f"lr_gamma must lie in (0, 1); got {self.lr_gamma}")
+        if self.clip_norm is not None and not (
+            math.isfinite(self.clip_norm) and self.clip_norm > 0
+        ):
+            raise ValueError(f"clip_norm must be a finite number > 0; got {self.clip_norm}")
+
+    def check_packages(self) -> None:
+        """Refuse, in one line, options whose package is not installed here. Called when a
+        run starts (before its data load), not when a config is read: a run logged with
+        TensorBoard must still load and resume where tensorboard is missing."""
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
                 "--tensorboard needs the tensorboard package: pip install tensorboard "
                 "(or pip install -e '.[tensorboard]'), or leave out --tensorboard"
+            )
+        if self.mlflow and importlib.util.find_spec("mlflow") is None:
+            raise ValueError(
+                "--mlflow needs the mlflow package: pip install mlflow-skinny "
+                "(or pip install -e '.[mlflow]'), or leave out --mlflow"
             )
 
 
@@ -256,8 +359,11 @@ RESUMABLE = (
     "data_memory",
     "ll_samples",
     "tensorboard",
+    "mlflow",
     "step",
     "dist_timeout",
+    "keep_best",
+    "early_stop",
 )
 
 

@@ -44,6 +44,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import write_atomically
 from .config import ModelConfig, TrainConfig
 from .registry import unknown
 
@@ -350,16 +351,7 @@ def write_run_config(out: str | os.PathLike, model_config: Any, train_config: An
         "# trains it again, bit for bit on the same machine and versions\n"
         + dumps(model_config, train_config)
     )
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _assignment(name: str, value: Any, fmt: str) -> str:

@@ -664,16 +664,7 @@ def _is_export(path: Path) -> bool:
 def _write(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
     checkpoint.remove_stale(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return checkpoint.write_atomically(path, lambda f: f.write(data))
 
 
 __all__ = ["FORMATS", "Interface", "export", "export_checkpoint", "interface", "manifest"]

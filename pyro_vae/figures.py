@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from . import plots
+from .kinds import RunView
 
 
-def write_figures(run: Any, out: Path) -> list[Path]:
+def write_figures(run: RunView, out: Path) -> list[Path]:
     """curves.png (when trained here) and the kind's figures (reconstructions, samples, ...)."""
     files = []
     if run.trainer.history:

@@ -11,7 +11,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pyro
 import torch
@@ -323,6 +323,21 @@ def _particles(k: int) -> dict[str, Any]:
 
 
 # Objectives by name; each factory takes the number of particles k.
+@runtime_checkable
+class Configured(Protocol):
+    """An objective with options of its own, read from the run's config and the size of the
+    training data before training (β-TCVAE, capacity annealing)."""
+
+    def configure(self, config: Any, dataset_size: int) -> None: ...
+
+
+@runtime_checkable
+class Scheduled(Protocol):
+    """An objective with a schedule of its own, told the epoch before it starts."""
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
 ELBOS: Registry = Registry("ELBO", group="pyro_vae.elbos")
 ELBOS.register("trace", lambda k: Trace_ELBO(**_particles(k)), "Trace_ELBO (default)")
 ELBOS.register(

@@ -22,7 +22,7 @@ from dataclasses import MISSING, Field, asdict, fields
 from typing import Any
 
 from . import configfile
-from .config import ModelConfig, TrainConfig
+from .config import RESUMABLE, ModelConfig, TrainConfig
 
 CONFIGS = (ModelConfig, TrainConfig)
 GROUPS = {"data": "data", "model": "model", None: "training"}
@@ -166,13 +166,13 @@ def add_config_file_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output")
-    g.add_argument("--out", default=None, help="output folder (default runs/DATASET-TIME)")
+    g.add_argument("--out", default=None, help="output folder (default runs/DATA-TIME)")
     g.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out with its saved options (to its saved --epochs unless "
-        "given; only --epochs, --lr, --device, --data-dir, --data-memory, --ll-samples and "
-        "--tensorboard may change, logged in resume.log)",
+        f"given; only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} and where the "
+        "data are (--dataset of the same kind) may change, logged in resume.log)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 

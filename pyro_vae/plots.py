@@ -220,11 +220,11 @@ def save_gif(
 
 
 def save_curves(path: str | os.PathLike, history: Sequence[dict[str, float]]) -> Path:
-    """Train and test ELBO (nats per datum) against epoch."""
+    """Train, validation and test ELBO (nats per datum) against epoch (those measured)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     epochs = [row["epoch"] for row in history]
-    for key, label in (("train_elbo", "train"), ("test_elbo", "test")):
-        values = [row[key] for row in history]
+    for key, label in (("train_elbo", "train"), ("val_elbo", "validation"), ("test_elbo", "test")):
+        values = [row.get(key, math.nan) for row in history]
         if any(math.isfinite(v) for v in values):
             ax.plot(epochs, values, marker="o", ms=3, label=label)
     ax.set_xlabel("epoch")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -26,14 +26,16 @@ from .applied import Applied
 from .config import RESUMABLE, ModelConfig, TrainConfig, differences, from_dict
 from .configfile import write_run_config
 from .data import TrainingData
+from .data.dataset import validation_split
 from .evaluate import Data
 from .figures import write_figures
 from .kinds import ModelKind, kind_of
 from .likelihoods import accepts_grey_levels
+from .loggers import MLflow, TensorBoard
 from .runfolder import (
     BitsPerDim,
+    KeepBest,
     RunFolder,
-    TensorBoard,
     describe,
     format_summary,
     save_checkpoint,
@@ -41,7 +43,14 @@ from .runfolder import (
     write_metrics,
 )
 from .runtime import resolve_device, set_seed
-from .train import Hook, Trainer
+from .train import Hook, Trainer, Watch
+
+
+@runtime_checkable
+class RunStartHook(Protocol):
+    """A hook called with the built run (data included) before training."""
+
+    def on_run_start(self, run: Run) -> None: ...
 
 
 @dataclass
@@ -62,6 +71,10 @@ class Run(Applied):
     test_data: Data | None = None  # what the model and guide are scored on
     data_fingerprint: str | None = None  # of the data as loaded (Dataset.fingerprint)
     other_data: bool = False  # scored on other data than it was trained on, on purpose
+    # --val-size: the validation data as a data set whose test split they are (its train
+    # split is the run's), and the kind's view of them, which the trainer scores each epoch
+    validation: data.Dataset | None = None
+    val_data: Data | None = None
 
     @property
     def kind(self) -> ModelKind:
@@ -93,6 +106,16 @@ def resolve_binarize(binarize: str, model: nn.Module, dataset: data.Dataset) -> 
     """``auto`` -> ``dynamic`` for 0/1 likelihoods, ``none`` for grey-level ones; refuse grey
     levels for a 0/1 likelihood."""
     grey_ok = accepts_grey_levels(model.likelihood, dataset.x_dim)
+    x = dataset.train
+    if x.is_floating_point() and len(x) and not bool(((x >= 0) & (x <= 1)).all()):
+        if binarize in ("dynamic", "fixed") or not grey_ok:
+            name = type(model.likelihood).__name__
+            raise ValueError(
+                f"{dataset.name} holds real values in [{x.min().item():g}, {x.max().item():g}] "
+                f"(tabular rows?), which binarization and the {name} likelihood cannot take: "
+                "use --likelihood normal (or laplace) and --binarize none"
+            )
+        return "none"
     if binarize == "auto":
         return "none" if grey_ok or dataset.is_binary else "dynamic"
     if binarize == "none" and not grey_ok and not dataset.is_binary:
@@ -140,15 +163,35 @@ def build(
     )
     model, guide = kind.build(model_config)
     binarize = resolve_binarize(train_config.binarize, model, dataset)
+    held = None
+    if train_config.val_size is not None:  # out of the training data, binarized as test data
+        dataset, held = validation_split(dataset, train_config.val_size, train_config.seed)
+        held = data.prepare(held, binarize, seed=train_config.seed + 3).to(device)
     dataset = data.prepare(dataset, binarize, seed=train_config.seed)
     dataset = dataset.to(device, data_budget(train_config, device))
     evaluate.check_data(model, dataset.test)  # the training data: by the trainer
+    validation = None
+    if held is not None:  # a data set whose test split is the validation data
+        evaluate.check_data(model, held.test)
+        validation = replace(
+            dataset,
+            test=held.test,
+            test_labels=held.test_labels,
+            test_attributes=held.test_attributes,
+            test_factors=held.test_factors,
+        )
     model.to(device)
     guide.to(device)
     for line in kind.warnings(model_config, train_config):
         say(line)
     trainer = Trainer(model, guide, train_config, device)
     train_data, test_data = kind.views(dataset, train_config, model_config.num_classes)
+    # the kind's view of the validation data: as of test data (and the same code)
+    val_data = (
+        None
+        if validation is None
+        else kind.views(validation, train_config, model_config.num_classes)[1]
+    )
     return Run(
         model_config,
         train_config,
@@ -161,6 +204,8 @@ def build(
         train_data,
         test_data,
         fingerprint,
+        validation=validation,
+        val_data=val_data,
     )
 
 
@@ -170,7 +215,7 @@ def train(
     out: str | os.PathLike,
     *,
     resume: bool = False,
-    hooks: Sequence[Hook] = (),
+    hooks: Sequence[Hook | RunStartHook] = (),
     progress: bool | None = None,
     dataset: data.Dataset | None = None,
 ) -> tuple[Run, dict[str, Any]]:
@@ -200,6 +245,7 @@ def train(
         )
     elif model_config is None or train_config is None:
         raise ValueError("a new run needs its model_config and train_config")
+    train_config.check_packages()  # before the data load, and before --out is made
     if distributed.launched():
         distributed.init(train_config.device, train_config.dist_timeout)
         distributed.barrier()  # every rank has looked at the folder before rank 0 writes in it
@@ -221,7 +267,7 @@ def _train(
     model_config: ModelConfig,
     train_config: TrainConfig,
     resume: bool,
-    hooks: Sequence[Hook],
+    hooks: Sequence[Hook | RunStartHook],
     progress: bool | None,
     dataset: data.Dataset | None,
     changes: dict[str, tuple[Any, Any]],
@@ -236,11 +282,13 @@ def _train(
         run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
         log_changes(out, run.trainer.epoch, changes)
     for hook in hooks:
-        if hasattr(hook, "on_run_start"):
+        if isinstance(hook, RunStartHook):
             hook.on_run_start(run)
     say(f"output folder: {out}")
     say(
-        f"data: {run.data.name} ({run.data.train.shape[0]} train / {run.data.test.shape[0]} test, "
+        f"data: {run.data.name} ({run.data.train.shape[0]} train / "
+        + (f"{run.validation.test.shape[0]} validation / " if run.validation else "")
+        + f"{run.data.test.shape[0]} test, "
         f"binarization: {run.binarize}) from {run.data.source}; device: {run.trainer.device}"
         + (
             f"; {world.size} processes ({world.backend}), batch {train_config.batch_size} each, "
@@ -250,24 +298,48 @@ def _train(
         )
     )
     # the kind's hooks add their columns to the epoch's row before RunFolder writes it
-    board = TensorBoard(out) if train_config.tensorboard and world.main else None
-    run.trainer.fit(
-        run.train_data,
-        train_config.epochs,
-        test=run.test_data,
-        dynamic=run.binarize == "dynamic",
-        hooks=[
-            *run.kind.hooks(run),
-            *([BitsPerDim(run)] if eight_bit(run) else []),
-            *hooks,
-            *([RunFolder(run, out)] if world.main else []),  # rank 0 writes, the others wait
-            *([board] if board and world.main else []),
-        ],
-        progress=progress if world.main else False,
-    )
-    result = finish(run, out, board)
+    # the loggers (rank 0): MLflow first, its store may refuse before anything is written
+    tracker = MLflow(out, run) if train_config.mlflow and world.main else None
+    board = TensorBoard(out, run) if train_config.tensorboard and world.main else None
+    loggers = [logger for logger in (tracker, board) if logger is not None]
+    try:
+        run.trainer.fit(
+            run.train_data,
+            train_config.epochs,
+            # with --val-size the validation data are scored each epoch, the test data at the end
+            test=None if run.val_data is not None else run.test_data,
+            val=run.val_data,
+            dynamic=run.binarize == "dynamic",
+            hooks=[
+                *run.kind.hooks(run),
+                *([BitsPerDim(run)] if eight_bit(run) else []),
+                *hooks,
+                *watched(run),  # after the hooks that add the watched column
+                *([KeepBest(run, out)] if train_config.keep_best and world.main else []),
+                *([RunFolder(run, out)] if world.main else []),  # rank 0 writes, the others wait
+                *loggers,
+            ],
+            progress=progress if world.main else False,
+        )
+        result = finish(run, out, *loggers)
+    except BaseException as e:
+        for logger in loggers:  # MLflow's run ends FAILED (or KILLED), not RUNNING forever
+            with contextlib.suppress(Exception):
+                logger.close(e)
+        raise
     say(f"output folder: {out}")
     return run, result
+
+
+def watched(run: Run) -> list[Watch]:
+    """The hook following the metric --keep-best, --early-stop and --lr-schedule plateau read:
+    the kind's (``best_metric``, by default the validation ELBO) with --val-size, else the
+    training ELBO (for the plateau schedule)."""
+    if run.val_data is not None:
+        return [Watch(*run.kind.best_metric)]
+    if run.train_config.lr_schedule == "plateau":
+        return [Watch("train_elbo", "max")]
+    return []
 
 
 def say(line: str) -> None:
@@ -378,7 +450,35 @@ def evaluation(run: Run, test: Data | None = None, num_samples: int | None = Non
         )
     result |= run.kind.results(run, test)
     result |= describe(run)
+    if run.trainer.best is not None:  # --val-size (or the plateau schedule's training ELBO)
+        best = run.trainer.best
+        result["watched"] = {
+            "metric": best["metric"],
+            "best": best["value"],
+            "best_epoch": best["epoch"],
+            "epochs_since_best": best["since"],
+            **({"validation_data": len(run.validation.test)} if run.validation else {}),
+            **({"best_checkpoint": "best.pt"} if has_best(run) else {}),
+            **({"stopped_early": stopped_early(run)} if run.train_config.early_stop else {}),
+        }
     return result
+
+
+def has_best(run: Run) -> bool:
+    """Whether --keep-best wrote best.pt into the run's folder (with --keep-best turned on
+    by a resume, only once the watched metric improved after it)."""
+    return run.train_config.keep_best and run.out is not None and (run.out / "best.pt").is_file()
+
+
+def stopped_early(run: Run) -> bool:
+    """Whether --early-stop ended the run before its --epochs."""
+    best, patience = run.trainer.best, run.train_config.early_stop
+    return bool(
+        best is not None
+        and patience is not None
+        and best["since"] >= patience
+        and run.trainer.epoch < run.train_config.epochs
+    )
 
 
 def eight_bit(run: Run) -> bool:
@@ -386,9 +486,9 @@ def eight_bit(run: Run) -> bool:
     return run.binarize == "none" and run.data.is_8bit
 
 
-def finish(run: Run, out: Path, board: TensorBoard | None = None) -> dict[str, Any]:
-    """Evaluate on the test set and write evaluation.json and the figures (also to
-    TensorBoard, with ``board``)."""
+def finish(run: Run, out: Path, *loggers: TensorBoard | MLflow | None) -> dict[str, Any]:
+    """Evaluate on the test set and write evaluation.json and the figures (also to the
+    ``loggers``: TensorBoard, MLflow, which are closed then)."""
     result = evaluation(run)
     if not distributed.world().main:  # rank 0 writes; the others wait for it
         distributed.barrier()
@@ -399,12 +499,9 @@ def finish(run: Run, out: Path, board: TensorBoard | None = None) -> dict[str, A
         )
     write_json(out / "evaluation.json", result)
     files = write_figures(run, out)
-    if board is not None:
-        board.figures(files, run.trainer.epoch)
-        for key in ("elbo", "log_likelihood", "bits_per_dim"):
-            if key in result:
-                board.writer.add_scalar(f"final/{key}", result[key], run.trainer.epoch)
-        board.close()
+    for logger in loggers:
+        if logger is not None:
+            logger.finish(out, files, result, run.trainer.epoch)
     print(format_summary(result, run.kind), file=sys.stderr)
     distributed.barrier()
     return result
@@ -439,7 +536,7 @@ def load(
     if other_data:
         if spec is None:
             raise ValueError("--other-data scores another data set: give it with --dataset SPEC")
-        train_config = replace(train_config, test_size=None)
+        train_config = replace(train_config, test_size=None, val_size=None)
     ds: data.Dataset | None = dataset if isinstance(dataset, data.Dataset) else None
     if dataset is True and train_config.dataset == data.IN_MEMORY:
         raise data.DataError(
@@ -475,7 +572,7 @@ def load(
             dataset = False
     if dataset is False:
         ds = _placeholder(saved, model_config)
-        train_config = replace(train_config, binarize="none", labels=0)
+        train_config = replace(train_config, binarize="none", labels=0, val_size=None)
     run = build(model_config, train_config, ds)
     if dataset is True and not other_data:
         check_same_data(saved, run.data, run.data_fingerprint)

@@ -22,7 +22,8 @@ import torch
 from . import checkpoint, evaluate
 from .config import to_dict
 from .configfile import write_run_config
-from .train import ROW
+from .loggers import TensorBoard  # noqa: F401  (its home was here: still importable from here)
+from .train import ROW, VAL_ROW
 
 
 class RunFolder:
@@ -35,17 +36,32 @@ class RunFolder:
         write_metrics(self.out / "metrics.csv", trainer.history)
         save_checkpoint(self.run, self.out / "checkpoint.pt")
         write_run_config(self.out, self.run.model_config, self.run.train_config)
+        watched = "val" if "val_elbo" in row else "test"  # --val-size: test at the end only
         extra = "".join(
-            f", {key.replace('_', ' ')} {value:.4f}"
+            f", {key.replace('_', ' ')} {value:{'.3g' if key == 'lr' else '.4f'}}"
             for key, value in row.items()
-            if key not in BASE_COLUMNS
+            if key not in BASE_COLUMNS and key not in VAL_ROW
         )
         print(
             f"epoch {row['epoch']}/{self.run.train_config.epochs}: train ELBO "
-            f"{row['train_elbo']:.2f}, test ELBO {row['test_elbo']:.2f} nats{extra} "
+            f"{row['train_elbo']:.2f}, {watched} ELBO {row[f'{watched}_elbo']:.2f} nats{extra} "
             f"({row['seconds']:.1f} s)",
             file=sys.stderr,
         )
+
+
+class KeepBest:
+    """Training hook (``--keep-best``): after an epoch that improved the watched metric (see
+    :class:`~pyro_vae.train.Watch`, which must come before it), write ``best.pt``: the run's
+    checkpoint as of that epoch, atomically (``pyro-vae evaluate run/best.pt`` reads it). Put
+    it before :class:`RunFolder`: a run stopped between the two writes redoes that epoch."""
+
+    def __init__(self, run: Any, out: Path) -> None:
+        self.run, self.path = run, out / "best.pt"
+
+    def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
+        if trainer.best is not None and trainer.best["epoch"] == row["epoch"]:
+            save_checkpoint(self.run, self.path)
 
 
 class BitsPerDim:
@@ -57,45 +73,10 @@ class BitsPerDim:
         self.levels = getattr(run.model.likelihood, "levels", None)
 
     def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
-        row["test_bits_per_dim"] = evaluate.bits_per_dim(-row["test_elbo"], self.x_dim, self.levels)
-
-
-class TensorBoard:
-    """Training hook writing TensorBoard event files into the run folder (``--tensorboard``):
-    each epoch's numbers as scalars (``train/elbo``, ``test/elbo``, ...), and, through
-    :meth:`figures`, the run's PNGs as images. Needs the ``tensorboard`` package."""
-
-    def __init__(self, out: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:
-            raise ImportError(
-                f"--tensorboard needs the tensorboard package ({e}): pip install tensorboard"
-            ) from None
-        self.writer = SummaryWriter(log_dir=str(out))
-
-    def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
-        for key, value in row.items():
-            if key in ("epoch", "step"):
-                continue
-            split, _, name = key.partition("_")
-            tag = f"{split}/{name}" if split in ("train", "test") else f"run/{key}"
-            self.writer.add_scalar(tag, value, row["epoch"])
-        self.writer.flush()
-
-    def figures(self, paths: Sequence[Path], step: int) -> None:
-        import numpy as np
-        from PIL import Image
-
-        for path in paths:
-            if path.suffix == ".png":
-                with Image.open(path) as img:
-                    array = np.asarray(img.convert("RGB"))
-                self.writer.add_image(path.stem, array, step, dataformats="HWC")
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
+        for split in ("test", "val") if "val_elbo" in row else ("test",):
+            row[f"{split}_bits_per_dim"] = evaluate.bits_per_dim(
+                -row[f"{split}_elbo"], self.x_dim, self.levels
+            )
 
 
 BASE_COLUMNS = frozenset(ROW)  # the trainer's own; the console line adds the hooks' others

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import lr_scheduler
 
 from . import distributed, evaluate, runtime
 from .checkpoint import load_modules
 from .config import TrainConfig
 from .data import SemiSupervised, TrainingData, batches, collect, num_batches, num_data
 from .evaluate import Data, as_args
-from .objectives import PARAM_STORE_ELBOS, ScaleLatents, differentiable, kl_weight, make_elbo
+from .objectives import (
+    PARAM_STORE_ELBOS,
+    Configured,
+    ScaleLatents,
+    Scheduled,
+    differentiable,
+    kl_weight,
+    make_elbo,
+)
 from .runtime import (
     fast_modules,
     module_local_params,
@@ -35,11 +45,21 @@ from .runtime import (
 from .traced import TracedLoss
 
 
-class Hook(Protocol):
-    """Called by :meth:`Trainer.fit`; both methods are optional."""
+@runtime_checkable
+class StepHook(Protocol):
+    """Called by :meth:`Trainer.fit` after every step."""
 
     def on_step(self, trainer: Trainer) -> None: ...
+
+
+@runtime_checkable
+class EpochHook(Protocol):
+    """Called by :meth:`Trainer.fit` after every epoch with its row (a hook may add columns)."""
+
     def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None: ...
+
+
+Hook = StepHook | EpochHook  # a training hook has either method, or both
 
 
 # the columns of every epoch's row (hooks may add their own after these)
@@ -53,6 +73,27 @@ ROW = (
     "beta",
     "seconds",
 )
+# with validation data (``fit(val=...)``, ``--val-size``), after ROW; the test columns are NaN
+VAL_ROW = ("val_elbo", "val_reconstruction", "val_kl")
+
+
+class Watch:
+    """Training hook: follows one column of the epoch's rows (``metric``; higher is better
+    with ``mode="max"``, lower with ``"min"``) in ``trainer.best``, which ``--keep-best``,
+    ``--early-stop`` and ``--lr-schedule plateau`` read. Put it after the hooks that add the
+    column and before those that save the trainer's state."""
+
+    def __init__(self, metric: str = "val_elbo", mode: str = "max") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}")
+        self.metric, self.mode = metric, mode
+
+    def on_epoch(self, trainer: Trainer, row: dict[str, float]) -> None:
+        if self.metric not in row:
+            raise ValueError(
+                f"the watched column {self.metric!r} is not in the epoch's row ({', '.join(row)})"
+            )
+        trainer.watch(float(row[self.metric]), self.metric, self.mode)
 
 
 class Trainer:
@@ -100,6 +141,16 @@ class Trainer:
             betas=config.adam_betas,
             fused=_fused_adam_ok(device),
         )
+        self.scheduler = make_scheduler(self.optimizer, config)
+        # --clip-norm: what the optimizer steps; None keeps the step as it is without clipping
+        self._clip = (
+            None
+            if config.clip_norm is None
+            else [p for group in self.optimizer.param_groups for p in group["params"]]
+        )
+        # the watched metric (see Watch): {metric, mode, value, epoch, since}
+        self.best: dict[str, Any] | None = None
+        self.stopped_early = False
         self.epoch = 0
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -111,7 +162,7 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "modules": self.loss.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
@@ -119,12 +170,24 @@ class Trainer:
             "history": self.history,
             "rng": rng_state(self.device),
         }
+        if self.scheduler is not None:  # its base rate, to rescale it when --lr changes
+            state["scheduler"] = {"state": self.scheduler.state_dict(), "lr": self.config.lr}
+        if self.best is not None:
+            state["best"] = dict(self.best)
+        return state
 
     def load_state_dict(self, state: dict[str, Any], path: str = "checkpoint") -> None:
         load_modules(self.loss, state["modules"], path)
         self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the config's rate (it may change on resume)
-            group["lr"] = self.config.lr
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"]["state"])
+            # a changed --lr on resume scales the schedule (all of torch's used here are linear
+            # in the rate); unchanged, the rates are kept bit for bit
+            scale_lr(self.optimizer, self.scheduler, self.config.lr / state["scheduler"]["lr"])
+        else:
+            for group in self.optimizer.param_groups:  # the config's rate (may change on resume)
+                group["lr"] = self.config.lr
+        self.best = dict(state["best"]) if state.get("best") is not None else None
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = [dict(row) for row in state["history"]]
         set_rng_state(state["rng"], self.device)
@@ -138,6 +201,7 @@ class Trainer:
         epochs: int,
         *,
         test: Data | None = None,
+        val: Data | None = None,
         dynamic: bool = False,
         hooks: Sequence[Hook] = (),
         progress: bool | None = None,
@@ -155,19 +219,31 @@ class Trainer:
         ``train_elbo`` is the training objective's running mean: the ELBO, or with ``beta`` /
         warm-up the β-weighted objective, or for ``iwae`` the k-sample bound; the test
         columns are always the plain ELBO and its terms.
+
+        With ``val`` (validation data), ``val_elbo, val_reconstruction, val_kl`` follow (the
+        same numbers for ``val``; the test columns are then NaN unless ``test`` is given too),
+        and with a learning-rate schedule (``--lr-schedule``) the epoch's rate ``lr``. The
+        schedule (torch.optim.lr_scheduler on the fused Adam) steps after each epoch; the
+        plateau schedule, ``--early-stop`` and ``--keep-best`` follow the metric of a
+        :class:`Watch` hook (by default ``val_elbo`` with ``val``, else ``train_elbo``).
+        Training stops early once ``config.early_stop`` epochs passed without improvement.
         """
         train = collect(train)
         test = None if test is None else collect(test, "the test data")
+        val = None if val is None else collect(val, "the validation data")
+        watching = self.config.early_stop is not None or self.config.lr_schedule == "plateau"
+        if watching and not any(isinstance(h, Watch) for h in hooks):
+            hooks = [*hooks, Watch("val_elbo" if val is not None else "train_elbo")]
         self._check_data(train, dynamic)
-        if hasattr(self.elbo, "configure"):  # objectives with options of their own
+        if isinstance(self.elbo, Configured):  # objectives with options of their own
             self.elbo.configure(self.config, num_data(train))
         if self.world.size > 1 and isinstance(train, SemiSupervised):
             raise ValueError(
                 "m2's semi-supervised batches (labelled and unlabelled data interleaved) are "
                 "not sharded over processes yet: train m2 in one process"
             )
-        on_step = [h.on_step for h in hooks if hasattr(h, "on_step")]
-        on_epoch = [h.on_epoch for h in hooks if hasattr(h, "on_epoch")]
+        on_step = [h.on_step for h in hooks if isinstance(h, StepHook)]
+        on_epoch = [h.on_epoch for h in hooks if isinstance(h, EpochHook)]
         n = num_data(train, self.config.batch_size)
         steps_per_epoch = num_batches(train, self.config.batch_size)
         global_batch = self.config.batch_size * self.world.size
@@ -178,11 +254,13 @@ class Trainer:
             fast_modules(self._differentiable),
         ):
             while self.epoch < epochs:
+                if self._early_stop(epochs, resumed=True):
+                    break
                 start = time.perf_counter()
                 self.loss.train()
                 beta = kl_weight(self.config.beta, self.config.warmup_epochs, self.epoch)
                 self._kl_scale.scale = beta
-                if hasattr(self.elbo, "set_epoch"):  # a schedule of the objective's own
+                if isinstance(self.elbo, Scheduled):  # a schedule of the objective's own
                     self.elbo.set_epoch(self.epoch)
                 total = torch.zeros((), device=self.device)
                 bar = progress_bar(
@@ -223,17 +301,61 @@ class Trainer:
                     "beta": beta,
                     "seconds": time.perf_counter() - start,
                 }
-                if test is not None:
-                    terms = self.test_elbo_terms(test)
-                    if not math.isfinite(terms["elbo"]):
-                        raise self._diverged(f"the test ELBO became {terms['elbo']}")
-                    row |= {f"test_{key}": value for key, value in terms.items()}
+                for name, scored in (("test", test), ("val", val)):
+                    if scored is not None:
+                        terms = self.test_elbo_terms(scored)
+                        if not math.isfinite(terms["elbo"]):
+                            what = "test" if name == "test" else "validation"
+                            raise self._diverged(f"the {what} ELBO became {terms['elbo']}")
+                        row |= {f"{name}_{key}": value for key, value in terms.items()}
+                if self.scheduler is not None:
+                    row["lr"] = self.optimizer.param_groups[0]["lr"]  # this epoch's rate
+                    if not isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau):
+                        self.scheduler.step()  # plateau: by the Watch hook, on its metric
                 self.epoch += 1
                 self.history.append(row)
                 for fn in on_epoch:
                     fn(self, row)
                 distributed.barrier()  # the others wait while rank 0 writes the epoch
+                if self._early_stop(epochs):
+                    break
         return self.history
+
+    def watch(self, value: float, metric: str = "val_elbo", mode: str = "max") -> bool:
+        """Record this epoch's value of the watched metric (see :class:`Watch`) in
+        ``self.best`` and step the plateau schedule on it; True when it improved."""
+        best = self.best
+        improved = (
+            best is None
+            or best["metric"] != metric
+            or (value > best["value"] if mode == "max" else value < best["value"])
+        )
+        if improved:
+            self.best = {"metric": metric, "mode": mode, "value": value, "epoch": self.epoch}
+            self.best["since"] = 0
+        else:
+            assert best is not None
+            best["since"] += 1
+        if isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(value if mode == "max" else -value)
+        return improved
+
+    def _early_stop(self, epochs: int, resumed: bool = False) -> bool:
+        """Whether ``config.early_stop`` epochs passed without a better watched value; says
+        so (once per fit)."""
+        patience, best = self.config.early_stop, self.best
+        if patience is None or best is None or best["since"] < patience or self.epoch >= epochs:
+            return False
+        if distributed.world().main:
+            print(
+                f"early stop{' (reached before)' if resumed else ''}: {best['metric']} "
+                f"has not improved for {best['since']} epochs (--early-stop {patience}); best "
+                f"{best['value']:.4f} at epoch {best['epoch']}; stopped after epoch "
+                f"{self.epoch} of {epochs}",
+                file=sys.stderr,
+            )
+        self.stopped_early = True
+        return True
 
     def _check_data(self, train: TrainingData, dynamic: bool) -> None:
         """Check training data once per data set: against the likelihood's support, or, when
@@ -282,6 +404,8 @@ class Trainer:
                 value = self.elbo.loss_and_grads(self.model, self.guide, *args)
                 loss = torch.tensor(value, device=self.device)
         self._validated = True
+        if self._clip is not None:
+            nn.utils.clip_grad_norm_(self._clip, self.config.clip_norm)  # type: ignore[arg-type]
         self.optimizer.step()
         return loss
 
@@ -360,6 +484,44 @@ def check_pair(model: nn.Module, guide: nn.Module, elbo: ELBO, elbo_name: str) -
             "not one: choose --elbo trace, jit-trace or iwae, or a mean-field guide (vae: "
             "normal or fullcov; hvae: ladder)"
         )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> lr_scheduler.LRScheduler | None:
+    """The ``--lr-schedule`` of ``config`` on ``optimizer`` (torch's schedulers, stepped once
+    per epoch), or None."""
+    name = config.lr_schedule
+    if name == "cosine":
+        horizon = config.lr_cosine_epochs or config.epochs
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=horizon)
+    if name == "step":
+        return lr_scheduler.StepLR(optimizer, config.lr_step_epochs, gamma=config.lr_gamma)
+    if name == "plateau":  # on the watched metric, made "higher is better" by Trainer.watch
+        return lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="max",
+            factor=config.lr_gamma,
+            patience=config.lr_patience,
+            threshold=0.0,  # any improvement counts (torch's relative one misreads ELBOs < 0)
+            threshold_mode="abs",
+        )
+    return None
+
+
+def scale_lr(
+    optimizer: torch.optim.Optimizer, scheduler: lr_scheduler.LRScheduler, scale: float
+) -> None:
+    """Multiply the optimizer's rates and the schedule's base rates by ``scale``."""
+    if scale == 1.0:
+        return
+    for group in optimizer.param_groups:
+        group["lr"] *= scale
+        if "initial_lr" in group:
+            group["initial_lr"] *= scale
+    for name in ("base_lrs", "_last_lr"):
+        if hasattr(scheduler, name):
+            setattr(scheduler, name, [lr * scale for lr in getattr(scheduler, name)])
 
 
 def _fused_adam_ok(device: torch.device) -> bool:

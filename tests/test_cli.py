@@ -171,10 +171,10 @@ def test_encode_writes_every_guides_point_summary(args, sites, tiny_mnist_dir, t
     done = cli("encode", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist_dir))
     assert done.returncode == 0, done.stderr
     codes = np.load(out / "codes.npz")
-    posterior = {"z_loc", "z_scale"}  # where q(z|x) is a mean-field Normal
-    assert (
-        sites | {"labels", "names"} <= set(codes.files) <= sites | {"labels", "names"} | posterior
-    )
+    # and each site's loc and scale where q is a mean-field Normal given x alone (not M2's)
+    posterior = {f"{s}_{p}" for s in sites for p in ("loc", "scale")}
+    assert sites | {"labels", "names"} <= set(codes.files)
+    assert set(codes.files) <= sites | {"labels", "names"} | posterior
     assert all(codes[s].shape[0] == 30 and np.isfinite(codes[s]).all() for s in sites)
     done = cli("sample", str(out / "checkpoint.pt"), "--n", "12", "--seed", "1")
     if "flat" in args:

@@ -148,7 +148,7 @@ LAYERS = [
     },
     {"config"},
     {"train", "options", "configfile"},
-    {"runfolder", "figures", "applied"},
+    {"runfolder", "figures", "applied", "loggers"},
     {"run", "api", "export"},
     {"cli", "cli_apply", "experiment", "__main__"},
 ]
@@ -162,6 +162,11 @@ def _layer(module: str) -> int:
     raise AssertionError(f"pyro_vae.{module} is in no layer of this test")
 
 
+def _is_module(name: str) -> bool:
+    path = PACKAGE.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or path.is_dir()
+
+
 def _targets(parts: tuple[str, ...], node: ast.AST) -> list[str]:
     """The pyro_vae modules an import statement of module ``parts`` names."""
     if not isinstance(node, ast.ImportFrom):
@@ -170,7 +175,8 @@ def _targets(parts: tuple[str, ...], node: ast.AST) -> list[str]:
         base = list(parts[: len(parts) - node.level])
         if node.module:
             return [".".join([*base, node.module])]
-        return [".".join([*base, a.name]) for a in node.names]
+        names = [".".join([*base, a.name]) for a in node.names]
+        return [n for n in names if _is_module(n)]  # not a name such as __version__
     if (node.module or "").startswith("pyro_vae."):
         return [node.module.removeprefix("pyro_vae.")]
     return []

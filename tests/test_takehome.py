@@ -311,10 +311,52 @@ def test_refused_runs_leave_nothing_behind(tmp_path, monkeypatch, capsys):
     line = one_line_error(capsys, ["train", "--tensorboard", *TINY, "--out", str(out)])
     assert "--tensorboard needs the tensorboard package: pip install tensorboard" in line
     with pytest.raises(ValueError, match="needs the tensorboard package"):
-        TrainConfig(tensorboard=True)
+        TrainConfig(tensorboard=True).check_packages()
     line = one_line_error(
         capsys,
         ["train", "--dataset", f"array:{tmp_path / 'missing.npz'}", *TINY, "--out", str(out)],
     )
     assert "could not be read" in line
     assert not out.exists()
+
+
+def test_the_readmes_take_home_session_runs_as_written(tmp_path):
+    """The README's take-home session, run by bash as written, on a folder of made-up photos."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("<!-- takehome -->\n```bash\n")[1].split("```\n<!-- /takehome -->")[0]
+    rng = np.random.default_rng(0)
+    for folder, n in (("photos", 24), ("new-photos", 4)):
+        for label in ("cat", "dog"):
+            (tmp_path / folder / label).mkdir(parents=True)
+            for i in range(n // 2):
+                img = rng.integers(0, 256, (20, 24, 3)).astype(np.uint8)  # cropped to 16 x 16
+                Image.fromarray(img).save(tmp_path / folder / label / f"{i}.png")
+    env = {**os.environ, "PYRO_VAE_CACHE": str(tmp_path / "cache")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "torch.Size([4, 3, 16, 16])" in done.stdout
+    assert "other data than the run was trained on" in done.stdout
+    assert checkpoint.load(tmp_path / "moved-run/checkpoint.pt")["trainer"]["epoch"] == 3
+    assert len(list((tmp_path / "decoded/decoded").glob("*.png"))) == 4
+    assert (tmp_path / "runs/again/checkpoint.pt").is_file()
+
+
+def test_tabular_rows_from_the_command_line(tmp_path, capsys):
+    rows = np.random.default_rng(0).normal(size=(200, 7)) * 3
+    np.save(tmp_path / "rows.npy", rows)
+    spec = f"array:{tmp_path / 'rows.npy'}"
+    before = files_under(tmp_path)
+    line = one_line_error(capsys, ["train", "--dataset", spec, *TINY, "--out", str(tmp_path / "b")])
+    assert "holds real values in" in line and "--likelihood normal" in line
+    assert files_under(tmp_path) == before
+    argv = ["train", "--dataset", spec, "--likelihood", "normal", *TINY]
+    assert cli.main([*argv, "--out", str(tmp_path / "r")]) == 0
+    ckpt = str(tmp_path / "r/checkpoint.pt")
+    assert cli.main(["encode", ckpt, "--input", spec, "--out", str(tmp_path / "c.npz")]) == 0
+    assert np.load(tmp_path / "c.npz")["z"].shape == (200, 2)
+    run = pyro_vae.load(ckpt, device="cpu")
+    assert run.binarize == "none" and run.decode(torch.zeros(3, 2)).reshape(3, -1).shape == (3, 7)

@@ -174,6 +174,48 @@ def split(
     return keep.nonzero().squeeze(1), test
 
 
+def validation_split(dataset: Dataset, size: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """(``dataset`` without its validation data, the validation data): ``size`` training data
+    (a count N >= 1, or a fraction in (0, 1) of them, at least one) chosen with ``seed`` as
+    :func:`spread_subset` chooses (balanced over the classes where labelled), taken out of the
+    training split. The validation data set holds them as both its train and its test split
+    (with their labels, attributes and factors), so that it is binarized and viewed as a test
+    set is."""
+    n = len(dataset.train)
+    n_val = int(size) if size >= 1 else max(1, round(n * size))
+    if n_val >= n:
+        raise ValueError(
+            f"--val-size {size:g} takes {n_val} of the {n} training data and leaves none to "
+            "train on: give fewer (a count below it, or a fraction)"
+        )
+    held = spread_subset(dataset.train_labels, n, n_val, seed + 2)  # subset uses +0, +1
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[held] = False
+    rest = keep.nonzero().squeeze(1)
+    take = lambda t, idx: None if t is None else t[idx.to(t.device)]  # noqa: E731
+    val = {
+        part: take(getattr(dataset, f"train_{part}"), held)
+        for part in ("labels", "attributes", "factors")
+    }
+    x = take(dataset.train, held)
+    validation = replace(
+        dataset,
+        train=x,
+        test=x,
+        valid=None,
+        **{f"{split}_{part}": t for part, t in val.items() for split in ("train", "test")},
+    )
+    trained = replace(
+        dataset,
+        train=take(dataset.train, rest),
+        **{
+            f"train_{part}": take(getattr(dataset, f"train_{part}"), rest)
+            for part in ("labels", "attributes", "factors")
+        },
+    )
+    return trained, validation
+
+
 def labelled(
     name: str,
     source: str,

@@ -75,25 +75,43 @@ def load_folder(path: str | os.PathLike, image_size: int | None = None, seed: in
 ARRAY_KEYS = (("x_train", "x_test", "y_train", "y_test"), ("train", "test", None, None))
 
 
-def load_array(path: str | os.PathLike, seed: int = 0) -> Dataset:
-    """Images in a NumPy file (``--dataset array:PATH``): a ``.npy`` array of images, or an
-    ``.npz`` with ``x_train``/``x_test`` (and ``y_train``/``y_test``), ``train``/``test``, or
-    ``images`` (and ``labels``); without a test split a seeded 10% is held out. Images are
-    (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or floats in [0, 1]."""
-    file = Path(path).expanduser().resolve()
+def read_arrays(file: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` by name, or a ``.npy``'s as ``images`` (never unpickling)."""
     try:
         loaded = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(
             f"{file} could not be read as a .npy/.npz file ({e}): check the path"
         ) from None
-    where = str(file)
     if isinstance(loaded, np.ndarray):
-        arrays = {"images": loaded}
-    else:
-        with loaded:
-            arrays = {k: loaded[k] for k in loaded.files}
-    to_t = lambda a, w: torch.from_numpy(imagefiles.as_uint8_images(a, w))  # noqa: E731
+        return {"images": loaded}
+    with loaded:
+        return {k: loaded[k] for k in loaded.files}
+
+
+def as_data(array: np.ndarray, where: str) -> Tensor:
+    """An array of images as uint8 (N, C, H, W) (see
+    :func:`~pyro_vae.data.imagefiles.as_uint8_images`), or a 2-D float array (N, D) as
+    tabular rows: float32, kept as they are, stored as (N, 1, 1, D)."""
+    a = np.asarray(array)
+    if a.ndim == 2 and a.dtype.kind == "f":
+        if a.size and not np.isfinite(a).all():
+            raise DataError(f"{where}: the rows hold NaN or inf values: drop or repair them")
+        rows = np.ascontiguousarray(a, dtype=np.float32)
+        return torch.from_numpy(rows).reshape(len(rows), 1, 1, -1)
+    return torch.from_numpy(imagefiles.as_uint8_images(a, where))
+
+
+def load_array(path: str | os.PathLike, seed: int = 0) -> Dataset:
+    """Images in a NumPy file (``--dataset array:PATH``): a ``.npy`` array of images, or an
+    ``.npz`` with ``x_train``/``x_test`` (and ``y_train``/``y_test``), ``train``/``test``, or
+    ``images`` (and ``labels``); without a test split a seeded 10% is held out. Images are
+    (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or floats in [0, 1]; a 2-D float array
+    (N, D) is tabular rows of real values (train them with ``--likelihood normal``)."""
+    file = Path(path).expanduser().resolve()
+    arrays = read_arrays(file)
+    where = str(file)
+    to_t = as_data
     for x_tr, x_te, y_tr, y_te in ARRAY_KEYS:
         if x_tr in arrays and x_te in arrays:
             train, test = (
@@ -209,17 +227,7 @@ def _folder_inputs(folder: Path, image_size: int | None) -> Inputs:
 
 
 def _array_inputs(file: Path) -> Inputs:
-    try:
-        loaded = np.load(file, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(
-            f"{file} could not be read as a .npy/.npz file ({e}): check the path"
-        ) from None
-    if isinstance(loaded, np.ndarray):
-        arrays = {"images": loaded}
-    else:
-        with loaded:
-            arrays = {k: loaded[k] for k in loaded.files}
+    arrays = read_arrays(file)
     for x_key, y_key in (("images", "labels"), ("x", "y")):
         if x_key in arrays:
             groups = [(x_key, y_key)]
@@ -235,7 +243,7 @@ def _array_inputs(file: Path) -> Inputs:
     images, labels, names = [], [], []
     for x_key, y_key in groups:
         where = f"{file}[{x_key}]"
-        x = torch.from_numpy(imagefiles.as_uint8_images(arrays[x_key], where))
+        x = as_data(arrays[x_key], where)
         images.append(x)
         names += [f"{where}[{i}]" for i in range(len(x))]
         if y_key is not None and y_key in arrays:

@@ -6,11 +6,12 @@ tests and one README line; a kind outside this package is named by import path
 """
 
 from . import cvae, hvae, m2, vae
-from .base import KINDS, ModelKind, active_units, build, kind_of, register
+from .base import KINDS, ModelKind, RunView, active_units, build, kind_of, register
 
 __all__ = [
     "KINDS",
     "ModelKind",
+    "RunView",
     "active_units",
     "build",
     "cvae",

@@ -6,8 +6,9 @@ config, which view of the data it trains and is evaluated on, whether it needs l
 hooks and numbers it adds, its figures, its point summary (``pyro-vae encode``) and its
 summary line. Nothing outside a kind branches on a kind's name.
 
-Kinds take the run duck-typed (``run.model``, ``run.guide``, ``run.data``, ``run.model_config``,
-``run.train_config``, ``run.test_data``): they sit among the pieces and import no layer above.
+Kinds take the run as a :class:`RunView` (``run.model``, ``run.guide``, ``run.data``,
+``run.model_config``, ``run.train_config``, ``run.test_data``, ...): they sit among the pieces
+and import no layer above.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,20 @@ from ..nets import ACTIVATIONS, NETS, ConvDecoder, ConvEncoder
 from ..priors import PRIORS, temper
 from ..registry import Registry, construct, missing_arguments
 from ..runtime import inference
+
+
+class RunView(Protocol):
+    """What a kind reads of a run (:class:`pyro_vae.run.Run` is one)."""
+
+    model: nn.Module
+    guide: nn.Module
+    data: data.Dataset
+    model_config: Any  # a ModelConfig (defined above the kinds)
+    train_config: Any  # a TrainConfig
+    test_data: Data | None
+    trainer: Any  # the Trainer (defined above the kinds)
+    binarize: str
+
 
 # Model kinds by name; a kind registers itself with ``@register`` where it is defined.
 KINDS: Registry = Registry("model kind", group="pyro_vae.kinds")
@@ -64,6 +79,9 @@ class ModelKind:
     default_guide: ClassVar[str] = "normal"
     conditioned_on: ClassVar[str] = ""  # e.g. " | y": what the log-likelihood is conditional on
     code_site: ClassVar[str] = "z"  # the latent site a plain array of codes is decoded as
+    # the column of the epoch's row --keep-best and --early-stop follow, and whether higher
+    # ("max") or lower ("min") is better
+    best_metric: ClassVar[tuple[str, str]] = ("val_elbo", "max")
 
     # -- configuration --------------------------------------------------------------------
     def check(self, config: Any) -> None:
@@ -163,11 +181,11 @@ class ModelKind:
         return dataset.train, dataset.test
 
     # -- training and results -------------------------------------------------------------
-    def hooks(self, run: Any) -> list[Any]:
+    def hooks(self, run: RunView) -> list[Any]:
         """Training hooks the kind adds (run before the run folder writes each epoch's row)."""
         return []
 
-    def results(self, run: Any, test: Data) -> dict[str, Any]:
+    def results(self, run: RunView, test: Data) -> dict[str, Any]:
         """Numbers the kind adds to evaluation.json (``test``: the scored data)."""
         codes = self.encode(run, test)
         return {"active_units": {site: active_units(z) for site, z in codes.items()}}
@@ -181,7 +199,7 @@ class ModelKind:
 
     # -- what a trained run shows ---------------------------------------------------------
     @torch.no_grad()
-    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+    def encode(self, run: RunView, test: Data) -> dict[str, Tensor]:
         """The guide's point summary of every latent site, per datum (``pyro-vae encode``)."""
         with _local(run):
             return {"z": torch.cat([run.guide.point(xb) for xb, *_ in evaluate.chunks(test, 1000)])}
@@ -191,11 +209,11 @@ class ModelKind:
     )
 
     @torch.no_grad()
-    def reconstruct(self, run: Any, x: Tensor) -> Tensor:
+    def reconstruct(self, run: RunView, x: Tensor) -> Tensor:
         """E[x | z] at the guide's point summary of z."""
         return predictive.reconstruct(run.model, run.guide, x)
 
-    def figures(self, run: Any, out: Path) -> list[Path]:
+    def figures(self, run: RunView, out: Path) -> list[Path]:
         """The kind's figures in the run folder: reconstructions and prior samples."""
         x = test_examples(run)
         with _local(run):
@@ -207,7 +225,7 @@ class ModelKind:
             *self.samples(run, out / "prior_samples.png"),
         ]
 
-    def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
+    def samples(self, run: RunView, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
         """E[x | z] for ``n`` prior draws z ~ p(z) as a grid (``pyro-vae sample``)."""
         torch.manual_seed(seed)
         try:
@@ -221,13 +239,15 @@ class ModelKind:
         ]
 
     # -- a trained model applied to given data (pyro-vae encode/decode/sample, Run) ----------
-    def data_view(self, run: Any, x: Tensor, labels: Tensor | None = None) -> Data:
+    def data_view(self, run: RunView, x: Tensor, labels: Tensor | None = None) -> Data:
         """What model and guide are called with for images ``x`` (as stored) and their class
         indices ``labels`` (where the kind reads labels)."""
         return x
 
     @torch.no_grad()
-    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+    def decode(
+        self, run: RunView, codes: dict[str, Tensor], labels: Tensor | None = None
+    ) -> Tensor:
         """E[x | z] for codes as :meth:`encode` gives them (``labels``: class indices, for the
         label-aware kinds)."""
         refuse_labels(self.name, labels)
@@ -236,7 +256,7 @@ class ModelKind:
 
     @torch.no_grad()
     def sample(
-        self, run: Any, n: int, temperature: float = 1.0, labels: Tensor | None = None
+        self, run: RunView, n: int, temperature: float = 1.0, labels: Tensor | None = None
     ) -> dict[str, Tensor]:
         """``n`` draws z ~ p(z) (the prior's scale times ``temperature``) and their E[x | z]:
         ``{"z", "mean"}``."""
@@ -282,12 +302,12 @@ def active_units(codes: Tensor, threshold: float = ACTIVE) -> int:
     return int((codes.float().var(0) > threshold).sum())
 
 
-def test_examples(run: Any, n: int = 10) -> Tensor:
+def test_examples(run: RunView, n: int = 10) -> Tensor:
     """``n`` test data chosen with a fixed seed (the same in every figure of a run)."""
     return data.as_input(run.data.test[test_indices(run, n)])
 
 
-def test_indices(run: Any, n: int = 10) -> Tensor:
+def test_indices(run: RunView, n: int = 10) -> Tensor:
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(run.data.test.shape[0], generator=gen)[:n]
     return idx.to(run.data.test.device)
@@ -297,8 +317,8 @@ def _columns(n: int) -> int:
     return max(1, min(10, round(n**0.5))) if n < 100 else 10
 
 
-def _local(run: Any) -> Any:
+def _local(run: RunView) -> Any:
     return inference(run.model, run.guide)
 
 
-__all__ = ["KINDS", "ModelKind", "active_units", "build", "kind_of", "register"]
+__all__ = ["KINDS", "ModelKind", "RunView", "active_units", "build", "kind_of", "register"]

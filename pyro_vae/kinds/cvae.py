@@ -14,7 +14,7 @@ from ..guides import ConditionalNormalGuide
 from ..models import CVAEModel
 from ..priors import temper
 from ..registry import Registry
-from .base import ModelKind, _local, draw, register, site, test_indices
+from .base import ModelKind, RunView, _local, draw, register, site, test_indices
 
 CONDITIONAL_GUIDES: Registry = Registry("guide of the label-aware models")
 CONDITIONAL_GUIDES.register("normal", ConditionalNormalGuide, "q(z | x, y), diagonal Normal")
@@ -62,11 +62,11 @@ class CVAE(ModelKind):
         return (dataset.train, train_y), (dataset.test, test_y)
 
     @torch.no_grad()
-    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+    def encode(self, run: RunView, test: Data) -> dict[str, Tensor]:
         with _local(run):
             return {"z": torch.cat([run.guide.point(*b) for b in evaluate.chunks(test, 1000)])}
 
-    def figures(self, run: Any, out: Path, draws: int = 10) -> list[Path]:
+    def figures(self, run: RunView, out: Path, draws: int = 10) -> list[Path]:
         """Reconstructions given the label, a class-conditional grid (one row per class,
         columns are prior draws of z) and style transfer (each test datum re-decoded with
         every label)."""
@@ -91,7 +91,7 @@ class CVAE(ModelKind):
         ]
         return files
 
-    def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
+    def samples(self, run: RunView, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
         """A grid with one row per class y: E[x | z, y] for prior draws z."""
         torch.manual_seed(seed)
         k = run.model_config.num_classes
@@ -107,10 +107,10 @@ class CVAE(ModelKind):
             )
         ]
 
-    def data_view(self, run: Any, x: Tensor, labels: Tensor | None = None) -> Data:
+    def data_view(self, run: RunView, x: Tensor, labels: Tensor | None = None) -> Data:
         return (x, self.one_hot(run, labels))
 
-    def one_hot(self, run: Any, labels: Tensor | None) -> Tensor:
+    def one_hot(self, run: RunView, labels: Tensor | None) -> Tensor:
         k = run.model_config.num_classes
         if labels is None:
             raise ValueError(
@@ -120,7 +120,9 @@ class CVAE(ModelKind):
         return data.one_hot(torch.as_tensor(labels).long().reshape(-1), k)
 
     @torch.no_grad()
-    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+    def decode(
+        self, run: RunView, codes: dict[str, Tensor], labels: Tensor | None = None
+    ) -> Tensor:
         z = site(codes, "z")
         y = self.one_hot(run, labels).to(z.device)
         with _local(run):
@@ -133,7 +135,7 @@ class CVAE(ModelKind):
 
     @torch.no_grad()
     def sample(
-        self, run: Any, n: int, temperature: float = 1.0, labels: Tensor | None = None
+        self, run: RunView, n: int, temperature: float = 1.0, labels: Tensor | None = None
     ) -> dict[str, Tensor]:
         """As the VAE's, given the labels (class indices; default: the classes in turn)."""
         k = run.model_config.num_classes

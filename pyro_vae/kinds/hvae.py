@@ -15,7 +15,7 @@ from ..guides import BottomUpGuide, LadderGuide
 from ..models import HierarchicalModel
 from ..priors import temper
 from ..registry import Registry
-from .base import ModelKind, _columns, _local, draw, refuse_labels, register, site
+from .base import ModelKind, RunView, _columns, _local, draw, refuse_labels, register, site
 
 HIERARCHICAL_GUIDES: Registry = Registry("guide of the hierarchical VAE")
 HIERARCHICAL_GUIDES.register(
@@ -62,13 +62,13 @@ class HierarchicalVAE(ModelKind):
         return model, guide
 
     @torch.no_grad()
-    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+    def encode(self, run: RunView, test: Data) -> dict[str, Tensor]:
         """Both layers' point summaries (see the guides' ``point``)."""
         with _local(run):
             parts = [run.guide.point(xb) for xb, *_ in evaluate.chunks(test, 1000)]
         return {site: torch.cat([p[site] for p in parts]) for site in ("z1", "z2")}
 
-    def samples(self, run: Any, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
+    def samples(self, run: RunView, path: Path, n: int = 100, seed: int = 0) -> list[Path]:
         """E[x | z1] for ``n`` draws z2 ~ p(z2), z1 ~ p(z1 | z2)."""
         torch.manual_seed(seed)
         try:
@@ -83,15 +83,15 @@ class HierarchicalVAE(ModelKind):
     reconstruction_title = "test data (top) and reconstructions E[x|z1] at the guide's point"
 
     @torch.no_grad()
-    def reconstruct(self, run: Any, x: Tensor) -> Tensor:
+    def reconstruct(self, run: RunView, x: Tensor) -> Tensor:
         return run.model.decode(run.guide.point(x)["z1"]).mean
 
-    def figures(self, run: Any, out: Path) -> list[Path]:
+    def figures(self, run: RunView, out: Path) -> list[Path]:
         """Reconstructions, prior samples, and what each layer controls."""
         return super().figures(run, out) + self.layer_figures(run, out)
 
     @torch.no_grad()
-    def layer_figures(self, run: Any, out: Path, rows: int = 8, cols: int = 10) -> list[Path]:
+    def layer_figures(self, run: RunView, out: Path, rows: int = 8, cols: int = 10) -> list[Path]:
         """Two grids of E[x | z1] with z1 = mu(z2) + sigma(z2) * eps: rows keep z2 and columns
         draw new eps (what z1 adds under a fixed z2), and rows keep eps while columns draw new
         z2 (what the top layer changes)."""
@@ -135,7 +135,9 @@ class HierarchicalVAE(ModelKind):
     code_site = "z1"
 
     @torch.no_grad()
-    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+    def decode(
+        self, run: RunView, codes: dict[str, Tensor], labels: Tensor | None = None
+    ) -> Tensor:
         """E[x | z1]; codes of the top layer alone are decoded through z1 = mean of
         p(z1 | z2)."""
         refuse_labels(self.name, labels)
@@ -146,7 +148,7 @@ class HierarchicalVAE(ModelKind):
 
     @torch.no_grad()
     def sample(
-        self, run: Any, n: int, temperature: float = 1.0, labels: Tensor | None = None
+        self, run: RunView, n: int, temperature: float = 1.0, labels: Tensor | None = None
     ) -> dict[str, Tensor]:
         """z2 ~ p(z2), z1 ~ p(z1 | z2), both scales times ``temperature``, and E[x | z1]."""
         refuse_labels(self.name, labels)

@@ -12,7 +12,7 @@ from ..evaluate import Data
 from ..guides import M2Guide
 from ..models import M2Model
 from ..registry import Registry
-from .base import _local, active_units, register
+from .base import RunView, _local, active_units, register
 from .cvae import CVAE
 
 M2_GUIDES: Registry = Registry("guide of M2")
@@ -20,14 +20,18 @@ M2_GUIDES.register("normal", M2Guide, "q(y | x) q(z | x, y), y enumerated")
 
 
 class TestAccuracy:
-    """Training hook: adds ``test_accuracy`` of the guide's classifier q(y|x) to each row."""
+    """Training hook: adds ``test_accuracy`` of the guide's classifier q(y|x) to each row, or
+    with --val-size ``val_accuracy``, on the validation data (the run's ``validation``)."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: RunView) -> None:
         self.run = run
 
     def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
-        row["test_accuracy"] = evaluate.accuracy(
-            self.run.guide, self.run.data.test, self.run.data.test_labels
+        validation = getattr(self.run, "validation", None)
+        split = "test" if validation is None else "val"
+        scored = self.run.data if validation is None else validation
+        row[f"{split}_accuracy"] = evaluate.accuracy(
+            self.run.guide, scored.test, scored.test_labels
         )
 
 
@@ -41,6 +45,7 @@ class M2(CVAE):
     guides = M2_GUIDES
     conditioned_on = ""
     model_cls = M2Model
+    best_metric = ("val_accuracy", "max")  # the classifier's, on the validation data
 
     def model_extras(self, config: Any, guide: nn.Module) -> dict[str, Any]:
         return {"classifier": guide.classifier, "aux_weight": config.aux_weight}
@@ -75,10 +80,10 @@ class M2(CVAE):
         )
         return train, dataset.test
 
-    def hooks(self, run: Any) -> list[Any]:
+    def hooks(self, run: RunView) -> list[Any]:
         return [TestAccuracy(run)]
 
-    def results(self, run: Any, test: Data) -> dict[str, Any]:
+    def results(self, run: RunView, test: Data) -> dict[str, Any]:
         x = evaluate.as_args(test)[0]
         labels = run.data.test_labels[: x.shape[0]]
         return {
@@ -93,7 +98,7 @@ class M2(CVAE):
         return line
 
     @torch.no_grad()
-    def encode(self, run: Any, test: Data) -> dict[str, Tensor]:
+    def encode(self, run: RunView, test: Data) -> dict[str, Tensor]:
         """z at the most probable class, and q(y | x)'s probabilities."""
         with _local(run):
             parts = evaluate.chunks(evaluate.as_args(test)[0], 1000)
@@ -101,11 +106,13 @@ class M2(CVAE):
             probs = torch.cat([run.guide.classify(xb) for (xb,) in parts])
         return {"z": z, "y_probs": probs}
 
-    def data_view(self, run: Any, x: Tensor, labels: Tensor | None = None) -> Data:
+    def data_view(self, run: RunView, x: Tensor, labels: Tensor | None = None) -> Data:
         return x  # M2 infers the class: q(y | x)
 
     @torch.no_grad()
-    def decode(self, run: Any, codes: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+    def decode(
+        self, run: RunView, codes: dict[str, Tensor], labels: Tensor | None = None
+    ) -> Tensor:
         """E[x | z, y] with the given labels, else the most probable class of q(y | x) where
         the codes carry ``y_probs`` (as encode writes them)."""
         if labels is None and "y_probs" in codes:
