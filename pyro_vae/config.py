@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,10 +19,10 @@ from . import data
 from .guides import GUIDES
 from .kinds import KINDS, kind_of
 from .likelihoods import LIKELIHOODS
-from .nets import ACTIVATIONS
+from .nets import ACTIVATIONS, NETS
 from .objectives import ELBOS
 from .priors import PRIORS
-from .registry import one_of
+from .registry import Options, Registry, at_least_one, one_of, option
 from .traced import STEPS
 
 T = TypeVar("T")
@@ -31,12 +31,29 @@ T = TypeVar("T")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau")
 
 
-def option(default: Any, help: str, **meta: Any) -> Any:
-    """A config field with its command-line help (``flag=``, ``cli=False``, ``choices=``,
-    ``group=`` in the metadata)."""
-    if isinstance(default, list | dict | set):
-        raise TypeError("use a tuple default")
-    return field(default=default, metadata={"help": help, **meta})
+def piece_options(*registries: Registry) -> tuple[type, ...]:
+    """The option dataclasses the registered pieces declare (each once, in registration
+    order): the bases of the configs, so that a piece's options become config fields, flags and
+    config-file keys without this module naming them."""
+    found: dict[type, None] = {}
+    for registry in registries:
+        found |= dict.fromkeys(registry.options())
+    return tuple(found)
+
+
+def config_fields(cls: type) -> list[Field]:
+    """A config's fields in the order users read them: its own, then those its pieces
+    declare (piece by piece)."""
+    own = vars(cls).get("__annotations__", {})
+    every = fields(cls)  # type: ignore[arg-type]
+    return [f for f in every if f.name in own] + [f for f in every if f.name not in own]
+
+
+def validate_pieces(config: Any) -> None:
+    """Each declaring piece's own checks of its options (:meth:`Options.validate`)."""
+    for cls in type(config).__mro__:
+        if cls is not Options and issubclass(cls, Options) and "validate" in vars(cls):
+            cls.validate(config)
 
 
 def _names(registry: Any) -> str:
@@ -44,8 +61,9 @@ def _names(registry: Any) -> str:
 
 
 @dataclass
-class ModelConfig:
-    """What model/guide pair to build, by name (see :mod:`pyro_vae.kinds`)."""
+class ModelConfig(*piece_options(KINDS, PRIORS, LIKELIHOODS, GUIDES, NETS)):  # type: ignore[misc]
+    """What model/guide pair to build, by name (see :mod:`pyro_vae.kinds`); the options the
+    chosen pieces declare (``prior_components``, ``z1_dim``, ...) come from their bases."""
 
     model: str = option(
         "vae", f"model kind: {_names(KINDS)} (or package.module:Kind)", group="model"
@@ -67,24 +85,11 @@ class ModelConfig:
         "(or package.module:Class)",
         group="model",
     )
-    prior_components: int = option(
-        10, "mixture components (mog) or pseudo-inputs (vampprior)", group="model"
-    )
     net: str = option(
         "mlp",
         "mlp, or conv (convolutional, for (C, H, W) images: one stride-2 level per halving "
         "down to 4-7 pixels; --hidden's first width sizes its dense layer)",
         group="model",
-    )
-    residual: bool = option(
-        False, "conv: a residual block after each convolution level", group="model"
-    )
-    aux_weight: float = option(
-        46.0, "m2: weight of the classifier term alpha * log q(y|x) on labelled data", group="model"
-    )
-    z1_dim: int = option(100, "hvae: size of the lower latent layer z1", group="model")
-    top_hidden: tuple[int, ...] = option(
-        (100, 100), "hvae: widths of the z1 <-> z2 networks", group="model"
     )
     x_dim: int = option(784, "size of one flattened datum (set from the data)", cli=False)
     image_shape: tuple[int, ...] | None = option(None, "set from the data", cli=False)
@@ -92,16 +97,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
-        self.top_hidden = tuple(int(h) for h in self.top_hidden)
         if self.image_shape is not None:
             self.image_shape = tuple(int(s) for s in self.image_shape)
-        for name in ("z_dim", "z1_dim", "x_dim", "prior_components", "num_classes"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if any(h < 1 for h in (*self.hidden, *self.top_hidden)):
+        at_least_one(self, "z_dim", "x_dim", "num_classes")
+        if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be at least 1; got {self.hidden}")
-        if not (math.isfinite(self.aux_weight) and self.aux_weight >= 0):
-            raise ValueError(f"aux_weight must be a finite number >= 0; got {self.aux_weight}")
+        validate_pieces(self)
         kind = kind_of(self.model)
         if self.guide is None:
             self.guide = kind.default_guide
@@ -109,8 +110,9 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """How a run trains and evaluates."""
+class TrainConfig(*piece_options(ELBOS)):  # type: ignore[misc]
+    """How a run trains and evaluates; the options the objectives declare (``tc_weight``,
+    ``capacity``, ...) come from their bases."""
 
     dataset: str = option(
         "mnist",
@@ -152,12 +154,6 @@ class TrainConfig:
     num_particles: int = option(
         1, "particles k per datum (iwae: the bound's k)", flag="--particles"
     )
-    tc_weight: float = option(6.0, "--elbo tcvae: weight β of the total-correlation term")
-    capacity: float = option(
-        25.0, "--elbo capacity: the KL target C (nats per datum) reached after the ramp"
-    )
-    capacity_epochs: int = option(10, "--elbo capacity: epochs over which C rises from 0")
-    capacity_gamma: float = option(1000.0, "--elbo capacity: weight γ of |KL - C|")
     step: str = option(
         "traced",
         "traced (the ELBO's tensor operations recorded once per batch shape and replayed; "
@@ -289,11 +285,7 @@ class TrainConfig:
             raise ValueError(
                 f"dist_timeout must be a finite number of seconds > 0; got {self.dist_timeout}"
             )
-        for name in ("tc_weight", "capacity", "capacity_gamma"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0; got {getattr(self, name)}")
-        if self.capacity_epochs < 1:
-            raise ValueError(f"capacity_epochs must be at least 1; got {self.capacity_epochs}")
+        validate_pieces(self)
         if self.elbo in ("tcvae", "capacity") and (self.beta != 1 or self.warmup_epochs):
             raise ValueError(
                 f"--elbo {self.elbo} weighs its own KL terms (--tc-weight, --capacity-gamma): "

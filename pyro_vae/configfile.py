@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_atomically
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, config_fields
 from .registry import unknown
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
@@ -63,7 +63,7 @@ def cli_fields(cls: type) -> dict[str, tuple[Field, Any]]:
     hints = typing.get_type_hints(cls)
     return {
         f.name: (f, hints[f.name])
-        for f in fields(cls)  # type: ignore[arg-type]
+        for f in config_fields(cls)
         if f.metadata.get("cli", True)
     }
 

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from .inputs import chw
-from .registry import Registry
+from .registry import Options, Registry, option
+
 
 # the encoder/decoder families a config can name (the kinds build them)
+@dataclass
+class ConvOptions(Options):
+    """Options of the convolutional nets."""
+
+    residual: bool = option(
+        False, "conv: a residual block after each convolution level", group="model"
+    )
+
+
 NETS: Registry = Registry("net")
 NETS.register("mlp", "mlp", "fully connected (default)")
-NETS.register("conv", "conv", "convolutional, for images (C, H, W): depth grows with the size")
+NETS.register(
+    "conv",
+    "conv",
+    "convolutional, for images (C, H, W): depth grows with the size",
+    options=ConvOptions,
+)
 
 ACTIVATIONS: Registry = Registry("activation")
 ACTIVATIONS.register("elu", nn.ELU)

@@ -11,6 +11,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import pyro
@@ -29,7 +30,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor, nn
 
-from .registry import Registry
+from .registry import Options, Registry, non_negative, option
 
 
 class ScaleLatents(Messenger):
@@ -233,6 +234,16 @@ def _latent_gaussians(guide_trace: poutine.Trace) -> list[tuple[Tensor, Tensor, 
     return out
 
 
+@dataclass
+class TCVAEOptions(Options):
+    """Options of β-TCVAE (``--elbo tcvae``)."""
+
+    tc_weight: float = option(6.0, "--elbo tcvae: weight β of the total-correlation term")
+
+    def validate(self) -> None:
+        non_negative(self, "tc_weight")
+
+
 class TCVAE_ELBO(Trace_ELBO):
     """β-TCVAE (Chen, Li, Grosse & Duvenaud 2018): the ELBO with the total-correlation part
     of its KL term weighted by β,
@@ -268,6 +279,22 @@ class TCVAE_ELBO(Trace_ELBO):
     def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
         with torch.no_grad():
             return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+
+@dataclass
+class CapacityOptions(Options):
+    """Options of KL capacity annealing (``--elbo capacity``)."""
+
+    capacity: float = option(
+        25.0, "--elbo capacity: the KL target C (nats per datum) reached after the ramp"
+    )
+    capacity_epochs: int = option(10, "--elbo capacity: epochs over which C rises from 0")
+    capacity_gamma: float = option(1000.0, "--elbo capacity: weight γ of |KL - C|")
+
+    def validate(self) -> None:
+        non_negative(self, "capacity", "capacity_gamma")
+        if self.capacity_epochs < 1:
+            raise ValueError(f"capacity_epochs must be at least 1; got {self.capacity_epochs}")
 
 
 class CapacityELBO(Trace_ELBO):
@@ -367,12 +394,14 @@ ELBOS.register(
     "tcvae",
     lambda k: TCVAE_ELBO(num_particles=k, max_plate_nesting=1),
     "β-TCVAE (Chen et al. 2018): total correlation weighted by --tc-weight",
+    options=TCVAEOptions,
 )
 ELBOS.register(
     "capacity",
     lambda k: CapacityELBO(num_particles=k, max_plate_nesting=1),
     "KL capacity annealing (Burgess et al. 2018): --capacity-gamma |KL - C|, C raised to "
     "--capacity nats over --capacity-epochs",
+    options=CapacityOptions,
 )
 ELBOS.register(
     "enum",

@@ -22,7 +22,7 @@ from dataclasses import MISSING, Field, asdict, fields
 from typing import Any
 
 from . import configfile
-from .config import RESUMABLE, ModelConfig, TrainConfig
+from .config import RESUMABLE, ModelConfig, TrainConfig, config_fields
 
 CONFIGS = (ModelConfig, TrainConfig)
 GROUPS = {"data": "data", "model": "model", None: "training"}
@@ -84,7 +84,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     groups = {name: parser.add_argument_group(name) for name in ("data", "model", "training")}
     for cls in CONFIGS:
         hints = typing.get_type_hints(cls)
-        for f in fields(cls):
+        for f in config_fields(cls):
             if not f.metadata.get("cli", True):
                 continue
             name = GROUPS[f.metadata.get("group")]

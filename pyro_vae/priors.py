@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyro.distributions as dist
 import torch
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from .registry import Registry
+from .registry import Options, Registry, at_least_one, option
 
 PriorLike = nn.Module | Distribution | Callable[[], Distribution]
 
@@ -258,11 +259,33 @@ def temper(d: Distribution, temperature: float) -> Distribution:
     )
 
 
+@dataclass
+class MixtureOptions(Options):
+    """Options of the mixture priors (mog, vampprior)."""
+
+    prior_components: int = option(
+        10, "mixture components (mog) or pseudo-inputs (vampprior)", group="model"
+    )
+
+    def validate(self) -> None:
+        at_least_one(self, "prior_components")
+
+
 PRIORS: Registry = Registry("prior", group="pyro_vae.priors")
 PRIORS.register("standard-normal", StandardNormal, "N(0, I) (default)")
 PRIORS.register("normal", LearnedNormal, "N(m, diag s^2), m and s learned")
-PRIORS.register("mog", MixtureOfGaussians, "mixture of K learned Gaussians (K: prior_components)")
-PRIORS.register("vampprior", VampPrior, "the guide's posteriors at K learned pseudo-inputs")
+PRIORS.register(
+    "mog",
+    MixtureOfGaussians,
+    "mixture of K learned Gaussians (K: prior_components)",
+    options=MixtureOptions,
+)
+PRIORS.register(
+    "vampprior",
+    VampPrior,
+    "the guide's posteriors at K learned pseudo-inputs",
+    options=MixtureOptions,
+)
 PRIORS.register("laplace", Laplace, "Laplace, unit variance")
 PRIORS.register("student-t", StudentT, "Student-t, 5 degrees of freedom")
 PRIORS.register("flat", Flat, "improper, log p(z) = 0 (with --guide delta: an autoencoder)")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -31,19 +33,33 @@ class Registry(Generic[T]):
         self.what, self.group = what, group
         self._items: dict[str, T] = {}
         self._help: dict[str, str] = {}
+        self._options: dict[str, type] = {}
 
-    def register(self, name: str, item: T | None = None, help: str = "") -> Any:
+    def register(
+        self, name: str, item: T | None = None, help: str = "", options: type | None = None
+    ) -> Any:
         """``registry.register("name", factory)``, or as a decorator
-        ``@registry.register("name")``."""
+        ``@registry.register("name")``. ``options``: the dataclass of the options the piece
+        brings (see :class:`Options`); the configs gain its fields."""
 
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.what} {name!r} is already registered")
             self._items[name] = obj
             self._help[name] = help or _first_line(obj)
+            if options is not None:
+                self._options[name] = options
             return obj
 
         return add if item is None else add(item)
+
+    def options(self) -> dict[type, list[str]]:
+        """The option dataclasses of the registered pieces, each with the names that read it,
+        in the order they were registered."""
+        out: dict[type, list[str]] = {}
+        for name, cls in self._options.items():
+            out.setdefault(cls, []).append(name)
+        return out
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
@@ -86,6 +102,41 @@ class Registry(Generic[T]):
             if ep.name == name:
                 return ep.load()
         return None
+
+
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A config field with its command-line help (``flag=``, ``cli=False``, ``choices=``,
+    ``group=``, ``metavar=`` in the metadata)."""
+    if isinstance(default, list | dict | set):
+        raise TypeError("use a tuple default")
+    return field(default=default, metadata={"help": help, **meta})
+
+
+class Options:
+    """Base of the small dataclasses in which a piece declares the options it brings, next to
+    its class (``@dataclass class MixtureOptions(Options): prior_components: int =
+    option(10, "...")``, registered with ``PRIORS.register("mog", ..., options=MixtureOptions)``).
+    :class:`~pyro_vae.config.ModelConfig` and :class:`~pyro_vae.config.TrainConfig` are built
+    from these declarations, so their command-line flags, config-file keys and checks come from
+    here; ``validate`` refuses bad values in one line."""
+
+    def validate(self) -> None:
+        """Raise ValueError with one line naming the problem and the fix."""
+
+
+def at_least_one(config: object, *names: str) -> None:
+    """The one check of whole-number options that must be 1 or more."""
+    for name in names:
+        if int(getattr(config, name)) < 1:
+            raise ValueError(f"{name} must be at least 1; got {getattr(config, name)}")
+
+
+def non_negative(config: object, *names: str) -> None:
+    """The one check of number options that must be finite and 0 or more."""
+    for name in names:
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0; got {value}")
 
 
 def unknown(what: str, name: str, choices: Iterable[str]) -> str:

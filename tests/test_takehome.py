@@ -360,3 +360,39 @@ def test_tabular_rows_from_the_command_line(tmp_path, capsys):
     assert np.load(tmp_path / "c.npz")["z"].shape == (200, 2)
     run = pyro_vae.load(ckpt, device="cpu")
     assert run.binarize == "none" and run.decode(torch.zeros(3, 2)).reshape(3, -1).shape == (3, 7)
+
+
+def test_pieces_declare_their_options_and_the_configs_are_built_from_them(tmp_path, capsys):
+    from dataclasses import fields as dc_fields
+
+    from pyro_vae import config, configfile, kinds, likelihoods, nets, objectives, priors
+    from pyro_vae.guides import GUIDES
+
+    source = (Path(config.__file__)).read_text()
+    declared = 0
+    for registry, cls in (
+        (kinds.KINDS, ModelConfig),
+        (priors.PRIORS, ModelConfig),
+        (likelihoods.LIKELIHOODS, ModelConfig),
+        (GUIDES, ModelConfig),
+        (nets.NETS, ModelConfig),
+        (objectives.ELBOS, TrainConfig),
+    ):
+        for options, names in registry.options().items():
+            assert issubclass(cls, options) and names
+            for f in dc_fields(options):
+                declared += 1
+                assert f.metadata["help"] and f.name in {g.name for g in dc_fields(cls)}
+                assert f"{f.name}:" not in source  # config.py does not name it
+    assert (
+        declared >= 9
+    )  # prior_components, residual, aux_weight, z1_dim, top_hidden, tc_weight, ...
+    # a piece's own check, through Python, the command line and a config file alike
+    with pytest.raises(ValueError) as python:
+        ModelConfig(prior="mog", prior_components=0)
+    line = one_line_error(capsys, ["train", "--prior-components", "0", *TINY])
+    assert line == f"pyro-vae: error: {python.value}"
+    file = tmp_path / "c.toml"
+    file.write_text("[model]\nprior_components = 0\n")
+    with pytest.raises(ValueError, match=str(python.value)):
+        configfile.configs_from_file(file)

@@ -51,8 +51,9 @@ ACTIVE = 0.01
 
 
 def register(cls: type[ModelKind]) -> type[ModelKind]:
-    """Class decorator: add one instance of the kind to ``KINDS`` under ``cls.name``."""
-    KINDS.register(cls.name, cls(), help=cls.help)
+    """Class decorator: add one instance of the kind to ``KINDS`` under ``cls.name``, with the
+    options it declares (``cls.options``)."""
+    KINDS.register(cls.name, cls(), help=cls.help, options=cls.options)
     return cls
 
 
@@ -79,6 +80,7 @@ class ModelKind:
     default_guide: ClassVar[str] = "normal"
     conditioned_on: ClassVar[str] = ""  # e.g. " | y": what the log-likelihood is conditional on
     code_site: ClassVar[str] = "z"  # the latent site a plain array of codes is decoded as
+    options: ClassVar[type | None] = None  # the dataclass of the options the kind brings
     # the column of the epoch's row --keep-best and --early-stop follow, and whether higher
     # ("max") or lower ("min") is better
     best_metric: ClassVar[tuple[str, str]] = ("val_elbo", "max")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..evaluate import Data
 from ..guides import BottomUpGuide, LadderGuide
 from ..models import HierarchicalModel
 from ..priors import temper
-from ..registry import Registry
+from ..registry import Options, Registry, at_least_one, option
 from .base import ModelKind, RunView, _columns, _local, draw, refuse_labels, register, site
 
 HIERARCHICAL_GUIDES: Registry = Registry("guide of the hierarchical VAE")
@@ -26,6 +27,22 @@ HIERARCHICAL_GUIDES.register(
 )
 
 
+@dataclass
+class HierarchicalOptions(Options):
+    """Options of the two-layer hierarchical VAE."""
+
+    z1_dim: int = option(100, "hvae: size of the lower latent layer z1", group="model")
+    top_hidden: tuple[int, ...] = option(
+        (100, 100), "hvae: widths of the z1 <-> z2 networks", group="model"
+    )
+
+    def validate(self) -> None:
+        self.top_hidden = tuple(int(h) for h in self.top_hidden)
+        at_least_one(self, "z1_dim")
+        if any(h < 1 for h in self.top_hidden):
+            raise ValueError(f"top_hidden widths must be at least 1; got {self.top_hidden}")
+
+
 @register
 class HierarchicalVAE(ModelKind):
     """z2 ~ p(z2), z1 ~ p(z1 | z2), x ~ p(x | z1) (:class:`~pyro_vae.models.HierarchicalModel`)
@@ -35,6 +52,7 @@ class HierarchicalVAE(ModelKind):
     --z-dim 50``)."""
 
     name = "hvae"
+    options = HierarchicalOptions
     help = "two stochastic layers: z2 ~ p(z2), z1 ~ p(z1|z2), x ~ p(x|z1); --guide bottom-up|ladder"
     guides = HIERARCHICAL_GUIDES
     default_guide = "bottom-up"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from .. import data, evaluate
 from ..evaluate import Data
 from ..guides import M2Guide
 from ..models import M2Model
-from ..registry import Registry
+from ..registry import Options, Registry, non_negative, option
 from .base import RunView, _local, active_units, register
 from .cvae import CVAE
 
@@ -35,12 +36,25 @@ class TestAccuracy:
         )
 
 
+@dataclass
+class M2Options(Options):
+    """Options of the semi-supervised M2."""
+
+    aux_weight: float = option(
+        46.0, "m2: weight of the classifier term alpha * log q(y|x) on labelled data", group="model"
+    )
+
+    def validate(self) -> None:
+        non_negative(self, "aux_weight")
+
+
 @register
 class M2(CVAE):
     """y ~ Cat(1/K), z ~ p(z), x ~ p(x | z, y); guide q(y | x) q(z | x, y); trained on a
     semi-supervised set (``--labels N`` kept), scored on unlabelled test data (log p(x))."""
 
     name = "m2"
+    options = M2Options
     help = "semi-supervised M2: y observed where labelled (--labels N), enumerated elsewhere"
     guides = M2_GUIDES
     conditioned_on = ""
