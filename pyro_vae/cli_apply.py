@@ -285,8 +285,8 @@ def add_commands(
     """Add the commands to the CLI (``with_checkpoint(name, help)`` makes a subcommand taking
     a checkpoint and --device; ``load(args, dataset=...)`` restores the run)."""
 
-    def images_out(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--format", choices=FORMATS, default="png", help="PNG grid, .npy, or both")
+    def images_out(s: argparse.ArgumentParser, default: str = "png") -> None:
+        s.add_argument("--format", choices=FORMATS, default=default, help="PNG grid, .npy, or both")
         s.add_argument("--each", action="store_true", help="also one PNG per image")
 
     def label(s: argparse.ArgumentParser) -> None:
@@ -319,7 +319,7 @@ def add_commands(
     d.add_argument("--codes", required=True, help=".npz written by pyro-vae encode, or a .npy")
     d.add_argument("--out", default=None, help="folder (default: beside the codes file)")
     label(d)
-    images_out(d)
+    images_out(d, default="both")
     d.set_defaults(func=bind(cmd_decode))
 
     r = with_checkpoint("reconstruct", "reconstruct images: E[x|z] at the guide's point summary")

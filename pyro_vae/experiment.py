@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from . import run as runs
-from .options import HelpFormatter, add_train_arguments, configs_from_args
+from .options import (
+    HelpFormatter,
+    add_train_arguments,
+    configs_from_args,
+    mark_given,
+    print_config_if_asked,
+)
 from .runfolder import write_json
 from .train import Hook
 
@@ -51,11 +57,15 @@ def parser(name: str, doc: str | None, **defaults: Any) -> argparse.ArgumentPars
 def parse(
     p: argparse.ArgumentParser, argv: Sequence[str] | None, **smoke: Any
 ) -> argparse.Namespace:
-    """Parse ``argv``; ``--smoke`` overrides with ``SMOKE`` and the script's own ``smoke``."""
+    """Parse ``argv``; ``--smoke`` overrides with ``SMOKE`` and the script's own ``smoke``
+    (over a ``--config`` file too); ``--print-config`` prints the configuration and exits."""
     args = p.parse_args(argv)
     if args.smoke:
         for key, value in {**SMOKE, **smoke}.items():
             setattr(args, key, value)
+        mark_given(args, *SMOKE, *smoke)
+    if print_config_if_asked(args):
+        p.exit()
     return args
 
 

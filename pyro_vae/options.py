@@ -53,6 +53,13 @@ class _Bool(argparse.BooleanOptionalAction):
         _record(namespace, self.dest)
 
 
+def mark_given(args: argparse.Namespace, *names: str) -> None:
+    """Count options set in code (an experiment's ``--smoke`` values) as given on the command
+    line: they then win over a ``--config`` file, as typed options do."""
+    for name in names:
+        _record(args, name)
+
+
 def given_options(args: argparse.Namespace) -> set[str]:
     """The config fields whose options were on the command line (not defaults)."""
     return set(getattr(args, GIVEN, None) or ())

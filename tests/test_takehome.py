@@ -396,3 +396,23 @@ def test_pieces_declare_their_options_and_the_configs_are_built_from_them(tmp_pa
     file.write_text("[model]\nprior_components = 0\n")
     with pytest.raises(ValueError, match=str(python.value)):
         configfile.configs_from_file(file)
+
+
+def test_experiments_smoke_wins_over_a_config_file_and_print_config_prints(tmp_path, capsys):
+    from pyro_vae import configfile, experiment
+    from pyro_vae.options import configs_from_args
+
+    file = tmp_path / "c.toml"
+    file.write_text("[model]\nz_dim = 7\n[train]\nepochs = 30\ntrain_size = 50000\n")
+    p = experiment.parser("experiments.demo", "A demo.")
+    _, train = configs_from_args(experiment.parse(p, ["--config", str(file), "--smoke"]))
+    assert (train.epochs, train.train_size) == (1, 512)  # --smoke's, not the file's
+    model, _ = configs_from_args(experiment.parse(p, ["--config", str(file)]))
+    assert model.z_dim == 7
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        experiment.parse(p, ["--config", str(file), "--print-config"])
+    assert done.value.code == 0
+    printed = tmp_path / "printed.toml"
+    printed.write_text(capsys.readouterr().out)
+    assert configfile.configs_from_file(printed)[1].epochs == 30
