@@ -61,11 +61,7 @@ _EXAMPLES: dict[type, Any] = {int: 100, float: 0.5, str: "NAME", bool: True}
 def cli_fields(cls: type) -> dict[str, tuple[Field, Any]]:
     """``{name: (field, type hint)}`` of the fields of ``cls`` the command line exposes."""
     hints = typing.get_type_hints(cls)
-    return {
-        f.name: (f, hints[f.name])
-        for f in config_fields(cls)
-        if f.metadata.get("cli", True)
-    }
+    return {f.name: (f, hints[f.name]) for f in config_fields(cls) if f.metadata.get("cli", True)}
 
 
 def _unwrap(hint: Any) -> Any:
