@@ -16,6 +16,7 @@ import torch
 from pyro_vae import checkpoint, cli, configfile, options
 from pyro_vae.config import ModelConfig, TrainConfig
 from pyro_vae.options import configs_from_args
+from tests.test_bad_inputs import refused  # one line, exit 1, files unchanged
 
 # tiny runs: the MNIST shipped with the package, 200 / 50 data, one epoch
 TINY = [
@@ -169,21 +170,6 @@ def test_print_config_without_a_file_is_toml_of_the_options(capsys, tmp_path, mo
 
 
 # -- bad files: one line, exit 1, nothing written ---------------------------------------------
-
-
-def refused(capsys, argv: list[str], match: str, folder: Path) -> str:
-    """``cli.main(argv)``: exit 1, one line ``pyro-vae: error: ...`` matching ``match``, and the
-    files in ``folder`` as they were (no output folder made)."""
-    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    capsys.readouterr()
-    status = cli.main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert status == 1, err
-    assert len(lines) == 1 and lines[0].startswith("pyro-vae: error: "), err
-    assert re.search(match, lines[0]), lines[0]
-    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
-    return lines[0]
 
 
 BAD_FILES = [
