@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from . import data
 from .config import ModelConfig, TrainConfig
@@ -49,9 +48,7 @@ def options_to_configs(options: dict[str, Any]) -> tuple[ModelConfig, TrainConfi
     return ModelConfig(**model_kw), TrainConfig(**train_kw)
 
 
-def as_dataset(
-    x: Any, labels: Tensor | None = None, seed: int = 0
-) -> tuple[data.Dataset, dict[str, Any]]:
+def as_dataset(x: Any, labels: Any = None, seed: int = 0) -> tuple[data.Dataset, dict[str, Any]]:
     """A :class:`~pyro_vae.data.Dataset` of data given from Python, a seeded 10% held out for
     testing, and the defaults their type suggests: images (uint8 levels, or floats in [0, 1])
     keep the CLI's defaults (Bernoulli, binarized per batch), colour 8-bit images get the
@@ -134,7 +131,7 @@ def fit(
     the likelihood and binarization where they are not given, and says which. ``out``: the
     run folder (default: a new temporary folder; :meth:`Run.save` copies it anywhere)."""
     seed = options.get("seed", 0)
-    dataset, defaults = as_dataset(x, None if labels is None else torch.as_tensor(labels), seed)
+    dataset, defaults = as_dataset(x, labels, seed)
     what = defaults.pop("_what")
     chosen = {k: v for k, v in defaults.items() if k not in options}
     print(

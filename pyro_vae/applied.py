@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from . import data, evaluate
-from .runtime import inference
 
 
 def as_images(x: Any, image_shape: tuple[int, ...], what: str = "x") -> Tensor:
@@ -80,7 +79,7 @@ class Applied:
     def _labels(self, labels: Any) -> Tensor | None:
         if labels is None:
             return None
-        return torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
+        return torch.as_tensor(labels)
 
     def _view(self, x: Any, labels: Any = None) -> evaluate.Data:
         return self.kind.data_view(self, self.prepare(x), self._labels(labels))
@@ -130,8 +129,7 @@ class Applied:
 
     def elbo(self, x: Any, labels: Any = None) -> float:
         """The ELBO of ``x``, mean nats per datum (one draw of z per datum)."""
-        with inference(self.model, self.guide):
-            return evaluate.elbo(self.model, self.guide, self._view(x, labels))
+        return evaluate.elbo(self.model, self.guide, self._view(x, labels))
 
     def log_likelihood(self, x: Any, samples: int = 1000, labels: Any = None) -> Tensor:
         """Importance-sampled log p(x) of each datum of ``x`` (nats), with ``samples`` draws

@@ -181,8 +181,7 @@ def cmd_reconstruct(args: argparse.Namespace, load: Callable[..., runs.Run]) -> 
     inputs = load_inputs(run, args.input, args.n)
     labels = _labels_for(run, _label_arg(run, args.label, inputs))
     recon = run.reconstruct(inputs.images, labels)
-    shown = run.prepare(inputs.images).reshape(len(recon), -1).float()
-    shown = shown / 255 if inputs.images.dtype == torch.uint8 else shown
+    shown = data.as_input(run.prepare(inputs.images))  # the inputs as the model read them
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "reconstructions"
     written = write_images(out, "reconstructions", recon, run, args.format, args.each, "")
     if args.format in ("png", "both"):

@@ -82,41 +82,6 @@ def final_numbers(result: dict[str, Any]) -> dict[str, float]:
     return numbers
 
 
-class StepLosses:
-    """Every training step's objective per datum, kept on the device as the steps run (no
-    host sync per step) and handed over once per epoch: the trainer's ``_step`` wrapped on
-    this instance, put back by :meth:`remove`."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
-        self.kept: list[tuple[int, torch.Tensor, int]] = []
-        self._own = trainer.__dict__.get("_step")  # an instance's own wrapper, if it has one
-        step = trainer._step
-
-        def recorded(*args: torch.Tensor) -> torch.Tensor:
-            loss = step(*args)  # the batch's summed loss, detached
-            self.kept.append((trainer.step + 1, loss, int(args[0].shape[0])))
-            return loss
-
-        trainer._step = recorded
-
-    def take(self) -> list[tuple[int, float]]:
-        """``(global step, objective per datum)`` of the steps since the last call."""
-        if not self.kept:
-            return []
-        steps, losses, sizes = zip(*self.kept, strict=True)
-        self.kept.clear()
-        per_datum = torch.stack(losses).double().cpu() / torch.tensor(sizes, dtype=torch.float64)
-        return list(zip(steps, per_datum.tolist(), strict=True))
-
-    def remove(self) -> None:
-        if self._own is None:
-            self.trainer.__dict__.pop("_step", None)
-        else:
-            self.trainer._step = self._own
-        self.kept.clear()
-
-
 class TensorBoard:
     """Training hook writing TensorBoard event files into the run folder (``--tensorboard``):
     each epoch's numbers as scalars (``train/elbo``, ``test/elbo``, ...), and, given the
@@ -136,11 +101,15 @@ class TensorBoard:
                 f"--tensorboard needs the tensorboard package ({e}): pip install tensorboard"
             ) from None
         self.writer = SummaryWriter(log_dir=str(out))
-        self.steps: StepLosses | None = None
+        # (global step, summed objective on the device, batch size) of the epoch's steps:
+        # written once per epoch, so that logging them costs no host sync per step
+        self.steps: list[tuple[int, torch.Tensor, int]] = []
         self._session_end: Any = None
         if run is not None:
-            self.steps = StepLosses(run.trainer)
             self.hparams(run)
+
+    def on_step(self, trainer: Any) -> None:
+        self.steps.append((trainer.step, trainer.step_loss, trainer.step_size))
 
     def hparams(self, run: Any) -> None:
         """The run's options as hparams (the HParams dashboard's session of this folder; it
@@ -161,8 +130,11 @@ class TensorBoard:
         self.writer.flush()
 
     def on_epoch(self, trainer: Any, row: dict[str, float]) -> None:
-        if self.steps is not None:
-            for step, loss in self.steps.take():
+        if self.steps:
+            steps, losses, sizes = zip(*self.steps, strict=True)
+            self.steps.clear()
+            per_datum = torch.stack(losses).double().cpu() / torch.tensor(sizes).double()
+            for step, loss in zip(steps, per_datum.tolist(), strict=True):
                 self.writer.add_scalar("train/step_elbo", -loss, step)
         for name, value in epoch_numbers(row).items():
             self.writer.add_scalar(name, value, row["epoch"])
@@ -189,9 +161,7 @@ class TensorBoard:
         self.close()
 
     def close(self, error: BaseException | None = None) -> None:
-        if self.steps is not None:
-            self.steps.remove()
-            self.steps = None
+        self.steps.clear()
         self.writer.close()
 
 

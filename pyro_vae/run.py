@@ -12,7 +12,6 @@ import os
 import shutil
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import nn
 
 from . import checkpoint, data, distributed, evaluate
 from .applied import Applied
-from .config import RESUMABLE, ModelConfig, TrainConfig, differences, from_dict
+from .config import ModelConfig, TrainConfig, from_dict
 from .configfile import write_run_config
 from .data import TrainingData
 from .data.dataset import validation_split
@@ -32,6 +31,7 @@ from .figures import write_figures
 from .kinds import ModelKind, kind_of
 from .likelihoods import accepts_grey_levels
 from .loggers import MLflow, TensorBoard
+from .resume import check_same_data, log_changes, resumed_configs
 from .runfolder import (
     BitsPerDim,
     KeepBest,
@@ -229,6 +229,7 @@ def train(
     out = Path(out)
     ckpt_path = out / "checkpoint.pt"
     changes: dict[str, tuple[Any, Any]] = {}
+    saved: dict[str, Any] | None = None
     if resume:
         saved = checkpoint.load(ckpt_path)
         model_config, train_config, changes = resumed_configs(
@@ -254,7 +255,7 @@ def train(
     if world.main:
         check_writable(out)
     try:
-        return _train(out, model_config, train_config, resume, hooks, progress, dataset, changes)
+        return _train(out, model_config, train_config, saved, hooks, progress, dataset, changes)
     except BaseException:
         # a run refused or stopped before its first epoch leaves no empty folder behind
         if created and world.main and out.is_dir() and not any(out.iterdir()):
@@ -266,15 +267,15 @@ def _train(
     out: Path,
     model_config: ModelConfig,
     train_config: TrainConfig,
-    resume: bool,
+    saved: dict[str, Any] | None,
     hooks: Sequence[Hook | RunStartHook],
     progress: bool | None,
     dataset: data.Dataset | None,
     changes: dict[str, tuple[Any, Any]],
 ) -> tuple[Run, dict[str, Any]]:
+    """:func:`train` once the folder is checked (``saved``: the checkpoint resumed from)."""
     world = distributed.world()
     ckpt_path = out / "checkpoint.pt"
-    saved = checkpoint.load(ckpt_path) if resume else None
     run = build(model_config, train_config, dataset)
     run.out = out
     if saved is not None:
@@ -365,69 +366,6 @@ def check_writable(out: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)
-
-
-def resumed_configs(
-    saved: dict[str, Any],
-    model_config: ModelConfig | None,
-    train_config: TrainConfig | None,
-    out: Path,
-) -> tuple[ModelConfig, TrainConfig, dict[str, tuple[Any, Any]]]:
-    """The configs a resumed run continues with: the saved ones, with the given changes
-    allowed on resume; any other difference is refused, listed in one line."""
-    saved_model = from_dict(ModelConfig, saved["model_config"])
-    saved_train = from_dict(TrainConfig, saved["train_config"])
-    given_train = train_config or saved_train
-    if given_train.data_dir is None:  # not given: where the run found its data
-        given_train = replace(given_train, data_dir=saved_train.data_dir)
-    changes = {
-        **differences(saved_model, model_config or saved_model),
-        **differences(saved_train, given_train),
-    }
-    refused = {k: v for k, v in changes.items() if k not in RESUMABLE and not moved_data(k, *v)}
-    if refused:
-        listed = ", ".join(f"{k} {old!r} (given {new!r})" for k, (old, new) in refused.items())
-        raise ValueError(
-            f"--resume: the run in {out} was trained with other options: {listed}; resume "
-            f"with its own (only {', '.join(RESUMABLE)} may change), or train a new run "
-            "into another --out"
-        )
-    return saved_model, replace(saved_train, **{k: new for k, (_, new) in changes.items()}), changes
-
-
-def moved_data(option: str, saved: Any, given: Any) -> bool:
-    """Whether a change of ``option`` only says where the same data are now: a path spec of
-    the same kind (``folder:``, ``array:``, ``celeba:``) at another path. The data's
-    fingerprint is still checked."""
-    if option != "dataset":
-        return False
-    old, new = data.path_spec(saved), data.path_spec(given)
-    return old is not None and new is not None and old[0] == new[0]
-
-
-def check_same_data(saved: dict[str, Any], dataset: data.Dataset, fingerprint: str) -> None:
-    """Refuse to resume or score a run on other data than it was trained on (checkpoints
-    from before fingerprints were recorded are taken as they are)."""
-    recorded = saved.get("data", {}).get("fingerprint")
-    if recorded is not None and recorded != fingerprint:
-        raise data.DataError(
-            f"the data found for this run ({dataset.name} from {dataset.source}) differ from "
-            f"those it was trained on (fingerprint {fingerprint}, recorded {recorded}, from "
-            f"{saved['data'].get('source')}): pass --dataset or --data-dir to say where the "
-            "run's data are (evaluate --other-data scores other data on purpose)"
-        )
-
-
-def log_changes(out: Path, epoch: int, changes: dict[str, tuple[Any, Any]]) -> None:
-    """Say, and append to ``out/resume.log``, what a resumed run changed (rank 0)."""
-    if not changes or not distributed.world().main:
-        return
-    line = f"resumed after epoch {epoch}: " + ", ".join(
-        f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()
-    )
-    print(line, file=sys.stderr)
-    with open(out / "resume.log", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 def evaluation(run: Run, test: Data | None = None, num_samples: int | None = None) -> dict:
@@ -605,7 +543,7 @@ def _shape(saved: dict[str, Any]) -> tuple[int, ...]:
 
 def _placeholder(saved: dict[str, Any], model_config: ModelConfig) -> data.Dataset:
     """A stand-in with the run's shapes and classes, for restoring a model without its data."""
-    shape = tuple(saved["data"]["image_shape"])
+    shape = _shape(saved)
     k = model_config.num_classes
     empty = torch.zeros(k, model_config.x_dim)
     labels = torch.arange(k)  # one datum per class: the kind counts the run's classes again

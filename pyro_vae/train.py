@@ -150,7 +150,10 @@ class Trainer:
         )
         # the watched metric (see Watch): {metric, mode, value, epoch, since}
         self.best: dict[str, Any] | None = None
-        self.stopped_early = False
+        # the last step's objective, summed over its batch (detached, on the device: reading
+        # it is a host sync), and the batch's size: what step hooks may log
+        self.step_loss: Tensor | None = None
+        self.step_size = 0
         self.epoch = 0
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -277,7 +280,10 @@ class Trainer:
                     permutation_seed=self.config.seed * 100_003 + self.epoch,
                 )
                 for i, batch in enumerate(epoch_batches):
-                    total += self._step(*as_args(batch))
+                    args = as_args(batch)
+                    self.step_loss = self._step(*args)
+                    self.step_size = args[0].shape[0]
+                    total += self.step_loss
                     self.step += 1
                     for fn in on_step:
                         fn(self)
@@ -354,7 +360,6 @@ class Trainer:
                 f"{self.epoch} of {epochs}",
                 file=sys.stderr,
             )
-        self.stopped_early = True
         return True
 
     def _check_data(self, train: TrainingData, dynamic: bool) -> None:

@@ -148,7 +148,7 @@ LAYERS = [
     },
     {"config"},
     {"train", "options", "configfile"},
-    {"runfolder", "figures", "applied", "loggers"},
+    {"runfolder", "figures", "applied", "loggers", "resume"},
     {"run", "api", "export"},
     {"cli", "cli_apply", "experiment", "__main__"},
 ]
