@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from pyro_vae import data, experiment, latent, plots
+from pyro_vae.options import Count
 
 
 def ink(x: torch.Tensor) -> torch.Tensor:
@@ -80,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument(
         "--multiples", type=float, nargs="+", default=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2]
     )
-    p.add_argument("--rows", type=int, default=8, help="digits the vectors are added to")
-    p.add_argument("--classes", type=int, nargs=2, default=[4, 9], help="class A->B direction")
+    p.add_argument("--rows", action=Count, default=8, help="digits the vectors are added to")
+    p.add_argument(
+        "--classes", action=Count, least=0, nargs=2, default=[4, 9], help="class A->B direction"
+    )
     p.add_argument("--attributes", type=Path, default=None, help="CelebA-style attribute file")
     p.add_argument("--attribute", nargs="*", default=[], help="names in the attribute file")
     args = experiment.parse(p, argv, rows=3)

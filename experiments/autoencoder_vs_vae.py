@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from pyro_vae import data, experiment, latent, plots
+from pyro_vae.options import Count
 
 MODELS = {"autoencoder": {"prior": "flat", "guide": "delta"}, "VAE": {}}
 
@@ -45,9 +46,9 @@ def mean_entropy(model: torch.nn.Module, z: torch.Tensor) -> float:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--z-dims", type=int, nargs="+", default=[2, 10])
-    p.add_argument("--lattice", type=int, default=12, help="lattice sites per side")
-    p.add_argument("--n", type=int, default=5000, help="test encodings plotted")
+    p.add_argument("--z-dims", action=Count, nargs="+", default=[2, 10])
+    p.add_argument("--lattice", action=Count, default=12, help="lattice sites per side")
+    p.add_argument("--n", action=Count, default=5000, help="test encodings plotted")
     args = experiment.parse(p, argv, lattice=4, n=128)
     if args.checkpoint:
         raise ValueError("autoencoder_vs_vae trains its four models: run it without --checkpoint")

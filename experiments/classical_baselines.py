@@ -31,6 +31,7 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from pyro_vae import data, experiment, latent, plots
+from pyro_vae.options import Count
 
 
 def class_gaussian(x: torch.Tensor, eps: float) -> MultivariateNormal:
@@ -58,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from threadpoolctl import threadpool_limits
 
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--samples", type=int, default=6, help="samples per digit and model")
-    p.add_argument("--components", type=int, default=5, help="mixture components per class")
-    p.add_argument("--max-iter", type=int, default=25, help="EM / variational iterations")
+    p.add_argument("--samples", action=Count, default=6, help="samples per digit and model")
+    p.add_argument("--components", action=Count, default=5, help="mixture components per class")
+    p.add_argument("--max-iter", action=Count, default=25, help="EM / variational iterations")
     p.add_argument("--eps", type=float, default=0.01, help="added to covariance diagonals")
     args = experiment.parse(p, argv, components=2, max_iter=3, samples=3)
     run, out = experiment.trained_run(args, "classical_baselines")

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from pyro_vae import data, disentanglement, dsprites, experiment, latent, plots
+from pyro_vae.options import Count
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "beta1": {"elbo": "trace", "beta": 1.0},
@@ -59,12 +60,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         __name__, __doc__, dataset="dsprites", net="conv", z_dim=10, epochs=5, batch_size=64
     )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--images", type=int, default=None, help="train on N sampled images")
-    p.add_argument("--metric-data", type=int, default=10_000, help="factor draws for MIG")
-    p.add_argument("--votes", type=int, default=2_000, help="training votes per metric")
-    p.add_argument("--metric-batch", type=int, default=64, help="draws per metric vote")
-    p.add_argument("--steps", type=int, default=9, help="values per traversal row")
+    p.add_argument("--seeds", action=Count, least=0, nargs="+", default=[0])
+    p.add_argument("--images", action=Count, default=None, help="train on N sampled images")
+    p.add_argument("--metric-data", action=Count, default=10_000, help="factor draws for MIG")
+    p.add_argument("--votes", action=Count, default=2_000, help="training votes per metric")
+    p.add_argument("--metric-batch", action=Count, default=64, help="draws per metric vote")
+    p.add_argument("--steps", action=Count, default=9, help="values per traversal row")
     args = experiment.parse(
         p, argv, images=300, metric_data=200, votes=20, metric_batch=8, z_dim=4, steps=5, epochs=1
     )

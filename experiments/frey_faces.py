@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from pyro_vae import data, experiment, latent, plots
+from pyro_vae.options import Count
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -31,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         epochs=300,
         batch_size=100,
     )
-    p.add_argument("--grid", type=int, default=12, help="manifold images per side")
-    p.add_argument("--n", type=int, default=12, help="faces per reconstruction row")
+    p.add_argument("--grid", action=Count, default=12, help="manifold images per side")
+    p.add_argument("--n", action=Count, default=12, help="faces per reconstruction row")
     args = experiment.parse(p, argv, epochs=3, grid=4, train_size=None, test_size=None)
     run, out = experiment.trained_run(args, "frey_faces")
     shape, x = run.data.image_shape, data.as_input(run.data.test[: args.n])

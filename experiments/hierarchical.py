@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pyro_vae import experiment
+from pyro_vae.options import Count
 
 # name: (model changes, training changes)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument(
-        "--vae-hidden", type=int, nargs="+", default=[500, 500], help="the one-layer VAE's MLP"
+        "--vae-hidden", action=Count, nargs="+", default=[500, 500], help="the one-layer VAE's MLP"
     )
     args = experiment.parse(p, argv, vae_hidden=[64], z1_dim=4, top_hidden=[16], ll_samples=10)
     if args.checkpoint:

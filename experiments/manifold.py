@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pyro_vae import experiment, latent, plots
+from pyro_vae.options import Count
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, z_dim=2)
-    p.add_argument("--grid", type=int, default=20, help="images per side")
-    p.add_argument("--dims", type=int, nargs=2, default=[0, 1], help="latent coordinates shown")
+    p.add_argument("--grid", action=Count, default=20, help="images per side")
+    p.add_argument(
+        "--dims", action=Count, least=0, nargs=2, default=[0, 1], help="latent coordinates shown"
+    )
     args = experiment.parse(p, argv, grid=6)
     run, out = experiment.trained_run(args, "manifold")
     dims = (args.dims[0], args.dims[1])

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 import torch
 
 from pyro_vae import data, experiment, plots, predictive
+from pyro_vae.options import Count
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--n", type=int, default=10, help="columns (draws) per row")
-    p.add_argument("--digits", type=int, default=6, help="test digits for the posterior rows")
+    p.add_argument("--n", action=Count, default=10, help="columns (draws) per row")
+    p.add_argument("--digits", action=Count, default=6, help="test digits for the posterior rows")
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "samples")
     shape, n = run.data.image_shape, args.n

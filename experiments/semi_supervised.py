@@ -39,6 +39,7 @@ import torch
 from pyro_vae import evaluate, experiment, plots, predictive
 from pyro_vae.data import num_batches
 from pyro_vae.models import Classifier, NoLatents
+from pyro_vae.options import Count
 from pyro_vae.train import Trainer
 
 # test accuracy (%) with these many labels: Pyro's SS-VAE tutorial (enumeration + auxiliary
@@ -87,17 +88,17 @@ def label_agreement(run, draws: int = 200) -> float:  # type: ignore[no-untyped-
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, **SETTINGS)
-    p.add_argument("--budgets", type=int, nargs="+", default=[100, 600, 1000, 3000])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--budgets", action=Count, nargs="+", default=[100, 600, 1000, 3000])
+    p.add_argument("--seeds", action=Count, least=0, nargs="+", default=[0, 1, 2])
     p.add_argument(
         "--baseline-steps",
-        type=int,
+        action=Count,
         default=5000,
         help="Adam steps of the supervised-only classifier (5000: converged for every budget)",
     )
     p.add_argument(
         "--labelled-per-epoch",
-        type=int,
+        action=Count,
         default=3000,
         help="oversample the labelled digits to about this many per epoch (0: each once, "
         "Pyro's schedule; overrides --labelled-repeats)",

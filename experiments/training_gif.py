@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pyro_vae import data, experiment, latent, plots
+from pyro_vae.options import Count
 from pyro_vae.run import Run
 from pyro_vae.train import Trainer
 
@@ -53,9 +54,9 @@ def log_steps(total: int, frames: int) -> set[int]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, z_dim=2)
-    p.add_argument("--frames", type=int, default=30, help="snapshots (log-spaced steps)")
-    p.add_argument("--n", type=int, default=2000, help="test images in the scatter")
-    p.add_argument("--grid", type=int, default=15, help="manifold images per side")
+    p.add_argument("--frames", action=Count, default=30, help="snapshots (log-spaced steps)")
+    p.add_argument("--n", action=Count, default=2000, help="test images in the scatter")
+    p.add_argument("--grid", action=Count, default=15, help="manifold images per side")
     args = experiment.parse(p, argv, frames=4, n=128, grid=4)
     if args.checkpoint:
         raise ValueError("training_gif watches training happen: run it without --checkpoint")

@@ -11,6 +11,7 @@ binarizes.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from . import data, evaluate
+from .data.imagefiles import check_memory
 
 
 def as_images(x: Any, image_shape: tuple[int, ...], what: str = "x") -> Tensor:
@@ -29,8 +31,8 @@ def as_images(x: Any, image_shape: tuple[int, ...], what: str = "x") -> Tensor:
     c, h, w = image_shape
     if t.dtype != torch.uint8 and not torch.is_floating_point(t):
         raise ValueError(f"{what} must hold uint8 levels or floats; got {t.dtype}")
-    if t.dtype == torch.float64:
-        t = t.float()
+    if t.dtype != torch.uint8 and t.dtype != torch.float32:
+        t = t.float()  # float64 from NumPy, float16 / bfloat16 from a model's output
     n = t.shape[0] if t.dim() else 0
     shapes = {(c, h, w): t, (c * h * w,): t}
     if c == 1:
@@ -72,6 +74,13 @@ class Applied:
         """Images as the run's test data were: shaped, on the run's device, binarized once
         with the seed of the run's test set where the run binarizes."""
         images = as_images(x, self.image_shape).to(self.trainer.device)
+        if self.binarize != "none" and torch.is_floating_point(images):
+            lo, hi = images.min().item(), images.max().item()
+            if lo < 0 or hi > 1:
+                raise ValueError(
+                    f"x holds floats from {lo:g} to {hi:g}; this run binarizes intensities in "
+                    "[0, 1]: divide levels 0..255 by 255 (or pass them as uint8)"
+                )
         if self.binarize != "none":
             images = data.binarize_once(images, self.train_config.seed + 1)
         return images
@@ -99,10 +108,18 @@ class Applied:
         codes = z if isinstance(z, dict) else {self.kind.code_site: z}
         device = self.trainer.device
         codes = {k: torch.as_tensor(v, dtype=torch.float32).to(device) for k, v in codes.items()}
+        widths = self.code_widths()
         for k, v in codes.items():
             if v.dim() != 2 or not bool(torch.isfinite(v).all()):
                 raise ValueError(
                     f"codes {k} must be a finite float array (n, dim); got {tuple(v.shape)}"
+                )
+            if len(v) == 0:
+                raise ValueError(f"codes {k} are empty (0 rows): give at least one row")
+            if k in widths and v.shape[1] != widths[k]:
+                raise ValueError(
+                    f"codes {k} have {v.shape[1]} dimensions; this model's {k} has {widths[k]}: "
+                    "give codes written by pyro-vae encode of this run"
                 )
         mean = self.kind.decode(self, codes, self._labels(labels))
         return mean.reshape(-1, *self.image_shape)
@@ -119,13 +136,24 @@ class Applied:
     ) -> Tensor:
         """E[x | z] for ``n`` draws z ~ p(z), the prior's scale times ``temperature``
         (label-aware kinds: given ``labels``, class indices, one or ``n``), (n, C, H, W)."""
-        check_count(n, "n")
+        n = check_count(n, "n")
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0; got {temperature}")
+        check_memory(n * math.prod(self.image_shape) * 4 * 2, f"{n} draws", "ask for fewer")
         if seed is not None:
             torch.manual_seed(seed)
         draws = self.kind.sample(self, n, temperature, self._labels(labels))
         return draws["mean"].reshape(-1, *self.image_shape)
+
+    def code_widths(self) -> dict[str, int]:
+        """The width of each latent site's codes, as :meth:`encode` gives them (read from the
+        guide's summary of one blank image, once)."""
+        if getattr(self, "_code_widths", None) is None:
+            blank = torch.zeros(1, *self.image_shape, dtype=torch.uint8)
+            labels = torch.zeros(1, dtype=torch.long) if self.kind.needs_labels else None
+            codes = self.kind.encode(self, self._view(blank, labels))
+            self._code_widths = {k: v.shape[-1] for k, v in codes.items() if v.dim() == 2}
+        return self._code_widths
 
     def elbo(self, x: Any, labels: Any = None) -> float:
         """The ELBO of ``x``, mean nats per datum (one draw of z per datum)."""
@@ -134,12 +162,13 @@ class Applied:
     def log_likelihood(self, x: Any, samples: int = 1000, labels: Any = None) -> Tensor:
         """Importance-sampled log p(x) of each datum of ``x`` (nats), with ``samples`` draws
         from the guide per datum."""
-        check_count(samples, "samples")
+        samples = check_count(samples, "samples")
         view = self._view(x, labels)
         return evaluate.log_likelihood(self.model, self.guide, view, samples, progress=False)
 
 
-def check_count(n: Any, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be a whole number >= 1; got {n!r}")
-    return n
+def check_count(n: Any, what: str, least: int = 1) -> int:
+    """``n`` as an int if it is a whole number >= ``least``, else one line naming ``what``."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < least:
+        raise ValueError(f"{what} must be a whole number >= {least}; got {n!r}")
+    return int(n)

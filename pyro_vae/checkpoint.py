@@ -1,16 +1,23 @@
 """One checkpoint format: model, guide and optimizer state plus the constructor arguments.
 
-Written atomically (temporary file, fsync, rename) and read with
-``torch.load(weights_only=True)``: only tensors and plain containers, no pickled code. Every
-file carries a SHA-256 checksum of its contents (checked on load), and none is written from
-a state holding NaN or inf: a diverged run keeps its last good checkpoint.
+Written atomically (temporary file, fsync, rename; SIGINT and SIGTERM are held until the
+write is done) and read with ``torch.load(weights_only=True)``: only tensors and plain
+containers, no pickled code. Every file carries a SHA-256 checksum of its contents (checked on
+load, and required of files marked with this writer's ``revision``), and none is written from
+a state holding NaN or inf: a diverged run keeps its last good checkpoint. A write that fails
+(a full disk, ``ulimit -f``) is one :class:`WriteError` line, the previous file kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
-import pickle
+import signal
+import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,10 +25,18 @@ from typing import Any, BinaryIO
 import torch
 
 FORMAT = "pyro-vae checkpoint v1"
+# Files of revision 2 and later must carry their checksum; revision 1 (no ``revision`` key) are
+# those written before checksums existed, loaded without one (with a note).
+REVISION = 2
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not match the model it is loaded into."""
+
+
+class WriteError(OSError):
+    """A file could not be written (a full disk, ``ulimit -f``, a read-only folder); the file
+    at its path is as it was before."""
 
 
 def leaves(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -67,7 +82,8 @@ def non_finite(payload: dict[str, Any]) -> list[str]:
     ]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -82,7 +98,7 @@ def remove_stale(path: Path) -> None:
     (a write killed half-way leaves ``.NAME.tmp-PID``)."""
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
@@ -98,7 +114,7 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    payload = {"format": FORMAT, **payload}
+    payload = {"format": FORMAT, "revision": REVISION, **payload}
     payload["checksum"] = checksum(payload)
     return write_atomically(path, lambda f: torch.save(payload, f))
 
@@ -106,18 +122,86 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Write a file so that ``path`` holds either its old contents or the whole new ones:
     ``write(f)`` into a temporary file beside it, fsync, rename (the temporary file is removed
-    if anything fails)."""
+    if anything fails). SIGINT and SIGTERM arriving meanwhile take effect once it is done
+    (:func:`signals_held`); a failed write is a :class:`WriteError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with signals_held():
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as e:
+            raise WriteError(f"could not write {path} ({write_failure(e)}): {remedy(e)}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def write_failure(e: BaseException) -> str:
+    """Why a write failed, in words: the system's reason where one is known (torch.save
+    reports a failed write as a RuntimeError whose context is the OSError)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
+def remedy(e: BaseException) -> str:
+    """What to do about the failed write ``e``."""
+    seen: BaseException | None = e
+    while seen is not None and not isinstance(seen, OSError):
+        seen = seen.__cause__ or seen.__context__
+    code = seen.errno if seen is not None else None
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return "its folder does not exist: make it, or choose another path"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "its folder is not writable: choose another path"
+    return "free space on its disk (or raise `ulimit -f`), or choose another folder"
+
+
+_held_depth = 0
+_held: list[int] = []
+
+
+def _hold(signum: int, frame: object) -> None:
+    _held.append(signum)
+
+
+@contextlib.contextmanager
+def signals_held(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Run the block with ``signums`` held: one that arrives meanwhile is delivered to the
+    handler in place before (KeyboardInterrupt, the CLI's SIGTERM, the default action) once
+    the block is done, so that a write is never cut off half-way. Nested blocks hold until the
+    outermost ends; outside the main thread (where handlers cannot be set) nothing is held."""
+    global _held_depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+    if _held_depth == 0:
+        for signum in signums:
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: set from C, and could not be put back
+                previous[signum] = handler
+                signal.signal(signum, _hold)
+    _held_depth += 1
+    try:
+        yield
+    finally:
+        _held_depth -= 1
+        if _held_depth == 0:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            arrived = list(dict.fromkeys(_held))
+            _held.clear()
+            for signum in arrived:  # the handlers in place now act on them (and may raise)
+                signal.raise_signal(signum)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -126,8 +210,11 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: check the path (runs write checkpoint.pt)")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+        with warnings.catch_warnings():  # torch's notes on odd pickle protocols: one line here
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    # any error of the unpickler on damaged bytes (IndexError, KeyError, EOFError, ...)
+    except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "GLOBAL" in str(e):  # the safe unpickler met a reference to code
             raise CheckpointError(
@@ -145,6 +232,22 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             f"{path} is not a {FORMAT!r} file (found {found!r}); pass a checkpoint.pt written "
             "by pyro-vae"
         )
+    try:
+        verify(path, payload)
+    except CheckpointError:
+        raise
+    except Exception as e:  # contents too odd to hash (nested past the recursion limit, ...)
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(e).__name__} while checking it); it "
+            "may be corrupt: use an earlier copy or train again"
+        ) from None
+    return payload
+
+
+def verify(path: Path, payload: dict[str, Any]) -> None:
+    """Refuse a payload whose checksum fails, that holds NaN or inf, or that lacks the
+    checksum its revision requires (a file of an older revision without one loads, with a
+    note)."""
     if "checksum" in payload and checksum(payload) != payload["checksum"]:
         raise CheckpointError(
             f"{path} fails its checksum: its contents changed after it was written (a damaged "
@@ -156,7 +259,19 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             f"{path} holds NaN or inf in {len(bad)} tensor(s) ({bad[0]}): the run diverged "
             "before it was saved; train again with a lower learning rate (--lr)"
         )
-    return payload
+    if "checksum" in payload:
+        return
+    revision = payload.get("revision", 1)
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision != 1:
+        raise CheckpointError(
+            f"{path} has lost its checksum (this pyro-vae writes one into every checkpoint, "
+            "so the file was edited or damaged): use an earlier copy or train again"
+        )
+    print(
+        f"note: {path} carries no checksum (written before pyro-vae recorded one): its "
+        "contents cannot be verified",
+        file=sys.stderr,
+    )
 
 
 def load_modules(module: torch.nn.Module, state: dict[str, Any], path: str | os.PathLike) -> None:

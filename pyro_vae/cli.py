@@ -18,13 +18,14 @@ from . import __version__, checkpoint, cli_apply, data, distributed, evaluate, r
 from . import run as runs
 from .config import ModelConfig, TrainConfig, from_dict
 from .options import (
+    Count,
     HelpFormatter,
     add_train_arguments,
     configs_from_args,
     print_config_if_asked,
 )
 from .registry import unknown
-from .runfolder import format_summary, write_json
+from .runfolder import format_summary, load_checkpoint, write_json
 from .runtime import DeviceError
 
 # errors that describe a problem with the user's input and say how to fix it
@@ -45,7 +46,7 @@ def train_from_args(args: argparse.Namespace) -> dict:
     if args.resume:
         if not args.out:
             raise ValueError("--resume continues the run in --out: pass --out FOLDER")
-        saved = checkpoint.load(Path(args.out) / "checkpoint.pt")
+        saved = load_checkpoint(Path(args.out) / "checkpoint.pt")
         base = (
             from_dict(ModelConfig, saved["model_config"]),
             from_dict(TrainConfig, saved["train_config"]),
@@ -88,11 +89,18 @@ def _load(args: argparse.Namespace, dataset: bool | None = None) -> runs.Run:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        cli_apply.check_output(json_path, "--json")
     run = _load(args, dataset=True)
     result = runs.evaluation(run, _test_data(run, args.test_size), args.samples)
-    print(format_summary(result, run.kind))
-    if args.json:
-        write_json(Path(args.json), result)
+    line = format_summary(result, run.kind)
+    if args.samples == 0:
+        line += " (no log p(x): --samples 0)"
+    print(line)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, result)
 
 
 def experiments_folder() -> Path | None:
@@ -182,8 +190,14 @@ def parser() -> argparse.ArgumentParser:
         )
 
     e = with_checkpoint("evaluate", "test ELBO and importance-sampled log p(x) of a run")
-    e.add_argument("--samples", type=int, default=5000, help="importance samples per datum")
-    e.add_argument("--test-size", type=int, default=None, help="the first N test data only")
+    e.add_argument(
+        "--samples",
+        action=Count,
+        least=0,
+        default=5000,
+        help="importance samples per datum (0: none)",
+    )
+    e.add_argument("--test-size", action=Count, default=None, help="the first N test data only")
     where_data(e)
     e.add_argument(
         "--other-data",
@@ -218,7 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # folder, as with python -m pyro_vae (the installed script's sys.path lacks it)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except ValueError as e:  # a count option (options.Count) below its least value
+        print(f"pyro-vae: error: {e}", file=sys.stderr)
+        return 1
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
         signal.signal(signal.SIGTERM, _terminate)
@@ -258,7 +276,7 @@ def _kept(args: argparse.Namespace) -> str:
         return ""
     path = Path(args.out) / "checkpoint.pt"
     try:
-        epoch = checkpoint.load(path)["trainer"]["epoch"]
+        epoch = load_checkpoint(path)["trainer"]["epoch"]
     except checkpoint.CheckpointError:
         return f"; no epoch finished, so {args.out} holds no checkpoint"
     return (

@@ -9,6 +9,7 @@ channels, binarization); codes travel as the ``.npz`` that ``encode`` writes.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from torch.distributions import Independent, Normal
 
 from . import data, evaluate, latent, plots
 from . import run as runs
-from .applied import check_count
 from .checkpoint import write_atomically
+from .options import Count
 from .runtime import inference
 
 SPLITS = ("train", "test")
@@ -72,6 +73,8 @@ def _labels_for(run: runs.Run, labels: Tensor | None) -> Tensor | None:
 
 
 def cmd_encode(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
+    if args.out:
+        check_output(Path(args.out), "--out")
     run = load(args, dataset=None if args.input else True)
     specs = args.input or ["test"]
     inputs = load_inputs(run, specs, args.test_size)
@@ -118,10 +121,22 @@ def read_codes(path: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Codes from an ``.npz`` written by ``encode`` (every latent site in it, and its labels)
     or from an ``.npy`` of codes (n, dim)."""
     file = Path(path).expanduser()
+    if file.is_file():
+        with open(file, "rb") as f:
+            head = f.read(6)
+        if head[:4] != b"PK\x03\x04" and head != b"\x93NUMPY":
+            raise ValueError(
+                f"{file} is not a .npz or .npy file: give the .npz that pyro-vae encode wrote, "
+                "or a .npy of codes (n, dim)"
+            )
     try:
         loaded = np.load(file, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"{file} could not be read as .npz/.npy codes ({e})") from None
+    except (OSError, ValueError, EOFError, KeyError, IndexError) as e:
+        why = "it holds Python objects (pickled)" if "pickle" in str(e) else str(e) or repr(e)
+        raise ValueError(
+            f"{file} could not be read as .npz/.npy codes ({why}): give the .npz that "
+            "pyro-vae encode wrote, or a .npy of codes (n, dim)"
+        ) from None
     if isinstance(loaded, np.ndarray):
         return {"": loaded}, None
     with loaded:
@@ -164,8 +179,10 @@ def write_images(
 
 
 def cmd_decode(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
-    run = load(args, dataset=False)
+    if args.out:
+        check_output(Path(args.out), "--out", folder=True)
     arrays, labels = read_codes(args.codes)
+    run = load(args, dataset=False)
     given = _label_arg(run, args.label, None)
     if given is not None:
         labels = given.expand(len(next(iter(arrays.values())))).numpy()
@@ -177,6 +194,8 @@ def cmd_decode(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
+    if args.out:
+        check_output(Path(args.out), "--out", folder=True)
     run = load(args, dataset=None)
     inputs = load_inputs(run, args.input, args.n)
     labels = _labels_for(run, _label_arg(run, args.label, inputs))
@@ -208,7 +227,11 @@ def _endpoint(run: runs.Run, spec: str, label: int | None) -> Tensor | dict[str,
     """The codes of one end of an interpolation: an image file, or ``FILE.npz:ROW`` /
     ``FILE.npy:ROW`` (a row of codes)."""
     file, colon, row = spec.rpartition(":")
-    if colon and row.isdigit() and Path(file).suffix in (".npz", ".npy"):
+    if colon and Path(file).suffix in (".npz", ".npy"):
+        if not row.isdigit():
+            raise ValueError(
+                f"{spec}: the row after {file}: must be a whole number >= 0 (0 is the first)"
+            )
         arrays, _ = read_codes(file)
         i = int(row)
         n = len(next(iter(arrays.values())))
@@ -221,8 +244,9 @@ def _endpoint(run: runs.Run, spec: str, label: int | None) -> Tensor | dict[str,
 
 
 def cmd_interpolate(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
+    if args.out:
+        check_output(Path(args.out), "--out", folder=True)
     run = load(args, dataset=False)
-    check_count(args.steps, "--steps")
     a, b = (_endpoint(run, spec, args.label) for spec in (args.a, args.b))
     path_fn = latent.slerp if args.path == "spherical" else latent.lerp
     if isinstance(a, dict) != isinstance(b, dict):
@@ -241,8 +265,10 @@ def cmd_interpolate(args: argparse.Namespace, load: Callable[..., runs.Run]) -> 
 
 
 def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
+    if args.out:
+        out = Path(args.out)
+        check_output(out, "--out", folder=out.suffix not in (".png", ".npy"))
     run = load(args, dataset=False)
-    check_count(args.n, "--n")
     labels = _label_arg(run, args.label, None)
     images = run.sample(args.n, temperature=args.temperature, labels=labels, seed=args.seed)
     default = f"samples-n{args.n}-seed{args.seed}"
@@ -265,10 +291,29 @@ def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
 def cmd_export(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
     from .export import export
 
+    if args.out:
+        check_output(Path(args.out), "--out", folder=True)
     run = load(args, dataset=False)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "export"
     for path in export(run, out, args.format):
         print(path)
+
+
+def check_output(path: Path, flag: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: a folder where a file is
+    meant (or a file where a folder is), or a path below a file or an unwritable folder.
+    Missing folders are made when the output is written."""
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file: give a folder")
+    if not folder and path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: give a file name in it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a folder: give another path")
+    if not os.access(parent, os.W_OK | os.X_OK) and not path.exists():
+        raise ValueError(f"{flag} {path}: {parent} is not writable: give another path")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -307,7 +352,7 @@ def add_commands(
         help="folder:PATH, array:PATH, image files, or the run's train / test split (default: "
         "test)",
     )
-    c.add_argument("--test-size", type=int, default=None, help="the first N data only")
+    c.add_argument("--test-size", action=Count, default=None, help="the first N data only")
     where_data(c)
     c.add_argument(
         "--out", default=None, help=".npz path (default: codes.npz beside the checkpoint)"
@@ -323,7 +368,7 @@ def add_commands(
 
     r = with_checkpoint("reconstruct", "reconstruct images: E[x|z] at the guide's point summary")
     r.add_argument("--input", nargs="+", required=True, metavar="SPEC", help="as for encode")
-    r.add_argument("--n", type=int, default=None, help="the first N images only")
+    r.add_argument("--n", action=Count, default=None, help="the first N images only")
     r.add_argument("--out", default=None, help="folder (default: reconstructions/ beside the run)")
     where_data(r)
     label(r)
@@ -333,7 +378,7 @@ def add_commands(
     i = with_checkpoint("interpolate", "decode a path between two images or two rows of codes")
     i.add_argument("a", help="an image file, or FILE.npz:ROW / FILE.npy:ROW")
     i.add_argument("b", help="the other end, as A")
-    i.add_argument("--steps", type=int, default=10, help="images along the path")
+    i.add_argument("--steps", action=Count, default=10, help="images along the path")
     i.add_argument("--path", choices=("linear", "spherical"), default="linear")
     i.add_argument("--out", default=None, help="folder (default: interpolation/ beside the run)")
     label(i)
@@ -341,8 +386,8 @@ def add_commands(
     i.set_defaults(func=bind(cmd_interpolate))
 
     s = with_checkpoint("sample", "decode draws from the prior into a PNG grid (and/or .npy)")
-    s.add_argument("--n", type=int, default=100, help="how many draws")
-    s.add_argument("--seed", type=int, default=0, help="random seed of the draws")
+    s.add_argument("--n", action=Count, default=100, help="how many draws")
+    s.add_argument("--seed", action=Count, least=0, default=0, help="random seed of the draws")
     s.add_argument(
         "--temperature",
         type=float,

@@ -8,7 +8,9 @@ world is one rank and every function here is a no-op.
 
 What the other modules ask of it: :func:`world` (who am I, how many are we), the epoch's
 shard of the data (:func:`shard_rows`, :func:`shard`), sums over ranks (:func:`all_sum`), per-datum
-values gathered in rank order (:func:`gather`), and :func:`barrier` while rank 0 writes.
+values gathered in rank order (:func:`gather`), and :func:`barrier` while rank 0 writes. At
+start-up the ranks compare their options (:func:`check_same_start`) and their data
+(:func:`check_same_data`): ranks started differently are refused together, in one line.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import datetime
 import os
 import re
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -31,6 +34,11 @@ DEFAULT_TIMEOUT_S = 600.0
 
 class RankError(RuntimeError):
     """Another process of a distributed run died, hung past the timeout, or lost contact."""
+
+
+class RankMismatch(ValueError):
+    """The processes of a torchrun run were started with different options or data (raised
+    on every rank, with the same text)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,139 @@ def broadcast(t: Tensor, src: int = 0) -> Tensor:
     return t
 
 
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order, on every rank (one collective, within
+    the timeout). NCCL sends it from this rank's GPU, the current device :func:`init` set."""
+    if _WORLD.size == 1:
+        return [obj]
+    every: list[Any] = [None] * _WORLD.size
+    _collective(dist.all_gather_object, every, obj)
+    return every
+
+
+# options that may differ from rank to rank: the data may lie in another folder on each machine
+# (the data themselves are compared by check_same_data)
+PER_RANK = ("data_dir",)
+
+
+def start_options(configs: Sequence[Any], out: str | os.PathLike, resumed: Any) -> dict[str, str]:
+    """What a rank was started with, as ``{--flag: value as shown}``: the options of the
+    ``configs`` (dataclasses; not the values set from the data), the run folder ``out``
+    resolved (a relative --out from another working folder is another folder), and, resuming,
+    the checkpoint's epoch and step (``resumed``: the loaded checkpoint, or None)."""
+    from . import __version__
+    from .data import path_spec
+
+    shown: dict[str, str] = {"the pyro-vae version": __version__}
+    for config in configs:
+        for f in fields(config):
+            if not f.metadata.get("cli", True) or f.name in PER_RANK:
+                continue
+            value = getattr(config, f.name)
+            if f.name == "dataset" and isinstance(value, str) and (parts := path_spec(value)):
+                value = f"{parts[0]}:PATH"  # the path may differ per machine, the data may not
+            shown[f.metadata.get("flag", "--" + f.name.replace("_", "-"))] = _shown(value)
+    shown["--out"] = str(Path(out).resolve())
+    shown["--resume"] = _shown(resumed is not None)
+    if resumed is not None:
+        trainer = resumed.get("trainer", {}) if isinstance(resumed, dict) else {}
+        shown["the checkpoint resumed"] = f"epoch {trainer.get('epoch')} step {trainer.get('step')}"
+    return shown
+
+
+def check_same_start(options: dict[str, str]) -> None:
+    """Refuse, on every rank with the same line, ranks whose :func:`start_options` differ
+    (one all-gather; every rank waits here for the others, as at a barrier)."""
+    if _WORLD.size == 1:
+        return
+    every = all_gather_object(options)
+    names = list(dict.fromkeys(name for each in every for name in each))
+    differ = [n for n in names if len({each.get(n) for each in every}) > 1]
+    if not differ:
+        return
+    parts = [_per_rank(n, [each.get(n, "absent") for each in every]) for n in differ[:4]]
+    more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
+    raise RankMismatch(
+        f"torchrun ranks were started with different options: {'; '.join(parts)}{more}: "
+        "start every rank with the same command"
+    )
+
+
+@contextlib.contextmanager
+def loading_data() -> Iterator[None]:
+    """Around a rank's data load: where it fails on some ranks only, the others, waiting
+    for them in :func:`check_same_data`, are told which rank failed and why; this rank's own
+    error is raised as it was."""
+    try:
+        yield
+    except Exception as e:
+        if _WORLD.size > 1:
+            with contextlib.suppress(RankError):
+                all_gather_object((None, _first_line(e), True))
+        raise
+
+
+def check_same_data(dataset: Any, fingerprint: str | None) -> None:
+    """Refuse, on every rank with the same line, ranks whose data differ (``fingerprint``:
+    the digest of the ``dataset`` this rank loaded, after --train-size and --test-size), or
+    data that some ranks could not load (:func:`loading_data`)."""
+    if _WORLD.size == 1:
+        return
+    what = (
+        f"{dataset.name} ({len(dataset.train)} train / {len(dataset.test)} test, fingerprint "
+        f"{fingerprint}) from {dataset.source}"
+    )
+    every = all_gather_object((fingerprint, what, False))
+    failed = [rank for rank, (_, _, error) in enumerate(every) if error]
+    if failed:
+        their = "its" if len(failed) == 1 else "their"
+        raise RankMismatch(
+            f"torchrun {_ranks(failed)} could not load {their} data ({every[failed[0]][1]}): "
+            "give every rank the same data (--dataset, --data-dir)"
+        )
+    if len({fp for fp, _, _ in every}) == 1:
+        return
+    groups: dict[str | None, list[int]] = {}
+    for rank, (fp, _, _) in enumerate(every):
+        groups.setdefault(fp, []).append(rank)
+    parts = [f"{_ranks(ranks)} loaded {every[ranks[0]][1]}" for ranks in groups.values()]
+    raise RankMismatch(
+        f"torchrun ranks were started with different data: {_and(parts)}: give every rank "
+        "the same data (--dataset, --data-dir)"
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _shown(value: Any) -> str:
+    """An option's value as it is typed on the command line."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple | list):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
+
+
+def _per_rank(name: str, values: list[str]) -> str:
+    """``--lr is 0.001 on rank 0 and 0.01 on rank 1`` (ranks sharing a value grouped)."""
+    groups: dict[str, list[int]] = {}
+    for rank, value in enumerate(values):
+        groups.setdefault(value, []).append(rank)
+    return f"{name} is " + _and([f"{v} on {_ranks(r)}" for v, r in groups.items()])
+
+
+def _ranks(ranks: list[int]) -> str:
+    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, ranks))}"
+
+
+def _and(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
 def barrier() -> None:
     """Wait for every rank (e.g. while rank 0 writes the checkpoint and figures)."""
     if _WORLD.size > 1:
@@ -219,20 +360,26 @@ def lost(e: BaseException) -> RankError:
 
 __all__ = [
     "RankError",
+    "RankMismatch",
     "World",
+    "all_gather_object",
     "all_sum",
     "barrier",
     "broadcast",
+    "check_same_data",
+    "check_same_start",
     "communication_error",
     "device_for",
     "gather",
     "init",
     "launched",
     "leave",
+    "loading_data",
     "lost",
     "rank_seed",
     "shard",
     "shard_rows",
     "shutdown",
+    "start_options",
     "world",
 ]

@@ -216,9 +216,15 @@ def summary(
 ) -> dict[str, float]:
     """Test ELBO and log p(x) (mean and standard error over data), nats per datum. In a
     distributed run each rank scores its shard of ``x`` and the per-datum values are gathered,
-    so every rank returns the numbers of the whole of ``x``."""
+    so every rank returns the numbers of the whole of ``x``. ``num_samples`` 0 skips log p(x)."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
+        raise ValueError(
+            f"samples must be a whole number >= 0 (0: no log p(x)); got {num_samples!r}"
+        )
     args = as_args(x)
     n = args[0].shape[0]
+    if n == 0:
+        raise ValueError("no test data to evaluate (0 data): give at least one datum")
     if distributed.world().size > 1:
         part = distributed.shard(n)
         x = tuple(a[part] for a in args) if len(args) > 1 else args[0][part]

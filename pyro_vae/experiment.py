@@ -24,7 +24,7 @@ from .options import (
     mark_given,
     print_config_if_asked,
 )
-from .runfolder import write_json
+from .runfolder import FolderLock, write_json, writes_files
 from .train import Hook
 
 # --smoke: tiny data and network, one epoch: seconds on a CPU
@@ -73,15 +73,40 @@ def trained_run(
     args: argparse.Namespace, name: str, hooks: Sequence[Hook] = ()
 ) -> tuple[runs.Run, Path]:
     """The run to draw from: loaded from ``--checkpoint`` or trained now, and the output folder
-    (``--out``; else ``<checkpoint folder>/<name>``, or ``runs/<name>-<time>``)."""
+    (``--out``; else ``<checkpoint folder>/<name>``, or ``runs/<name>-<time>``), held by this
+    process until :func:`done` (another process writing into it is refused)."""
     if args.checkpoint:
         run = runs.load(args.checkpoint, device=args.device)
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
+        _hold(out)
     else:
         out = output_folder(args, name)
-        run = train_variant(args, out, hooks=hooks)
+        created = not out.exists()
+        _hold(out)
+        try:
+            run = train_variant(args, out, hooks=hooks)
+        except BaseException:
+            _let_go(out)
+            if created and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            raise
     out.mkdir(parents=True, exist_ok=True)
     return run, out
+
+
+_held: dict[Path, FolderLock] = {}
+
+
+def _hold(out: Path) -> None:
+    lock = FolderLock(out, enabled=writes_files())
+    lock.acquire()
+    _held[out.resolve()] = lock
+
+
+def _let_go(out: Path) -> None:
+    lock = _held.pop(out.resolve(), None)
+    if lock is not None:
+        lock.release()
 
 
 def train_variant(
@@ -151,6 +176,8 @@ def save_numbers(out: Path, name: str, numbers: dict[str, Any]) -> Path:
 
 
 def done(out: Path, files: Sequence[Path]) -> None:
+    """Say what the experiment wrote, and let go of its output folder."""
+    _let_go(out)
     for f in files:
         print(f"wrote {f}", file=sys.stderr)
     print(f"output folder: {out}", file=sys.stderr)

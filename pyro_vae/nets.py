@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from .data.imagefiles import available_memory
 from .inputs import chw
 from .registry import Options, Registry, option
 
@@ -38,6 +39,20 @@ ACTIVATIONS.register("relu", nn.ReLU)
 ACTIVATIONS.register("tanh", nn.Tanh)
 
 
+def linear(w_in: int, w_out: int, bias: bool = True) -> nn.Linear:
+    """``nn.Linear(w_in, w_out)``, refused in one line before it is allocated where its weights,
+    their gradients and Adam's two moments would not fit in the memory available (an MLP on
+    large images: C*H*W inputs times the first hidden layer's width)."""
+    need, free = w_in * w_out * 4 * 4, available_memory()
+    if free is not None and need > free:
+        raise ValueError(
+            f"a layer of {w_in:,} x {w_out:,} weights needs {need / 2**30:,.1f} GiB of memory "
+            f"with its gradients and Adam's moments, and {free / 2**30:,.1f} GiB are available: "
+            "use a smaller --image-size, narrower --hidden layers, or --net conv"
+        )
+    return nn.Linear(w_in, w_out, bias=bias)
+
+
 def activation(name: str) -> nn.Module:
     """Return a fresh activation module by name (one of ``ACTIVATIONS``)."""
     return ACTIVATIONS.choose(name)()
@@ -50,7 +65,7 @@ def hidden_layers(
     layers: list[nn.Module] = []
     for w_in, w_out in itertools.pairwise([in_dim, *hidden]):
         norm = [nn.BatchNorm1d(w_out)] if batch_norm else []
-        layers += [nn.Linear(w_in, w_out), *norm, activation(act)]
+        layers += [linear(w_in, w_out), *norm, activation(act)]
     return nn.Sequential(*layers)
 
 
@@ -71,7 +86,7 @@ class MLP(nn.Sequential):
         batch_norm: bool = False,
     ) -> None:
         layers = list(hidden_layers(in_dim, hidden, act, batch_norm))
-        super().__init__(*layers, nn.Linear(([in_dim, *hidden])[-1], out_dim))
+        super().__init__(*layers, linear(([in_dim, *hidden])[-1], out_dim))
         self.in_dim, self.out_dim = in_dim, out_dim
 
     def forward(self, x: Tensor) -> Tensor:
@@ -95,7 +110,7 @@ class ConditionalMLP(nn.Module):
         if not hidden:
             raise ValueError("ConditionalMLP needs at least one hidden layer")
         self.inputs = nn.ModuleList(
-            nn.Linear(d, hidden[0], bias=i == 0) for i, d in enumerate(in_dims)
+            linear(d, hidden[0], bias=i == 0) for i, d in enumerate(in_dims)
         )
         self.act = activation(act)
         self.rest = MLP(hidden[0], hidden[1:], out_dim, act)
@@ -179,9 +194,9 @@ class ConvEncoder(nn.Module):
         h, w = levels[-1]
         layers += [
             nn.Flatten(),
-            nn.Linear(c_in * h * w, hidden),
+            linear(c_in * h * w, hidden),
             activation(act),
-            nn.Linear(hidden, out_dim),
+            linear(hidden, out_dim),
         ]
         self.net = nn.Sequential(*layers)
         self.out_dim = out_dim
@@ -215,9 +230,9 @@ class ConvDecoder(nn.Module):
         top = len(levels) - 1
         c_top = _channels(top - 1)
         layers: list[nn.Module] = [
-            nn.Linear(z_dim, hidden),
+            linear(z_dim, hidden),
             activation(act),
-            nn.Linear(hidden, c_top * levels[-1][0] * levels[-1][1]),
+            linear(hidden, c_top * levels[-1][0] * levels[-1][1]),
             activation(act),
             nn.Unflatten(1, (c_top, *levels[-1])),
         ]

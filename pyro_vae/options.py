@@ -25,6 +25,28 @@ from . import configfile
 from .config import RESUMABLE, ModelConfig, TrainConfig, config_fields
 
 CONFIGS = (ModelConfig, TrainConfig)
+
+
+class Count(argparse.Action):
+    """A count option of a command or experiment (``--n``, ``--samples``, ``--steps``, ...):
+    ``add_argument("--n", action=Count, least=1, ...)`` declares it, and a value below
+    ``least`` (any one of several, with ``nargs``) is refused as it is parsed, in the line the
+    Python API gives for the same count (:func:`pyro_vae.applied.check_count`)."""
+
+    def __init__(self, option_strings: list[str], dest: str, least: int = 1, **kwargs: Any):
+        kwargs.setdefault("type", int)
+        super().__init__(option_strings, dest, **kwargs)
+        self.least = least
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        for value in values if isinstance(values, list) else [values]:
+            if value < self.least:
+                raise ValueError(
+                    f"{option_string} must be a whole number >= {self.least}; got {value}"
+                )
+        setattr(namespace, self.dest, values)
+
+
 GROUPS = {"data": "data", "model": "model", None: "training"}
 SECTIONS = {cls: section for section, cls in configfile.SECTIONS.items()}  # of a config file
 

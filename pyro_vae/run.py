@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -20,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from . import checkpoint, data, distributed, evaluate
+from . import data, distributed, evaluate
 from .applied import Applied
 from .config import ModelConfig, TrainConfig, from_dict
 from .configfile import write_run_config
@@ -33,14 +34,18 @@ from .likelihoods import accepts_grey_levels
 from .loggers import MLflow, TensorBoard
 from .resume import check_same_data, log_changes, resumed_configs
 from .runfolder import (
+    LOCK,
     BitsPerDim,
+    FolderLock,
     KeepBest,
     RunFolder,
     describe,
     format_summary,
+    load_checkpoint,
     save_checkpoint,
     write_json,
     write_metrics,
+    writes_files,
 )
 from .runtime import resolve_device, set_seed
 from .train import Hook, Trainer, Watch
@@ -91,14 +96,16 @@ class Run(Applied):
         if ckpt.exists() and not same:
             raise FileExistsError(f"{ckpt} exists: save the run into a new or empty folder")
         check_writable(folder)
-        save_checkpoint(self, ckpt)
-        if self.trainer.history:
-            write_metrics(folder / "metrics.csv", self.trainer.history)
-        write_run_config(folder, self.model_config, self.train_config)
-        if self.out is not None and not same and (Path(self.out) / "evaluation.json").is_file():
-            shutil.copyfile(Path(self.out) / "evaluation.json", folder / "evaluation.json")
-        if self.test_data is not None:
-            write_figures(self, folder)
+        with FolderLock(folder):  # refused while another process trains into it
+            save_checkpoint(self, ckpt)
+            if self.trainer.history:
+                write_metrics(folder / "metrics.csv", self.trainer.history)
+            write_run_config(folder, self.model_config, self.train_config)
+            evaluation = Path(self.out) / "evaluation.json" if self.out is not None else None
+            if evaluation is not None and not same and evaluation.is_file():
+                shutil.copyfile(evaluation, folder / "evaluation.json")
+            if self.test_data is not None:
+                write_figures(self, folder)
         return folder
 
 
@@ -139,6 +146,24 @@ def data_budget(train_config: TrainConfig, device: torch.device) -> float | None
     return None
 
 
+def build_in_memory(kind: Any, model_config: ModelConfig) -> tuple[Any, Any]:
+    """The kind's model and guide, or one line where their weights do not fit in memory (an
+    MLP on large images: its first layer has C*H*W times --hidden[0] weights, checked by
+    :func:`pyro_vae.nets.linear` before it is allocated; this catches the rest)."""
+    fix = "use a smaller --image-size, narrower --hidden layers, or --net conv"
+    try:
+        return kind.build(model_config)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        shape = " x ".join(map(str, model_config.image_shape))
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" (one of its layers needs {int(asked[1]) / 2**30:,.1f} GiB)" if asked else ""
+        raise ValueError(
+            f"the model for {shape} images does not fit in memory{size}: {fix}"
+        ) from None
+
+
 def build(
     model_config: ModelConfig, train_config: TrainConfig, dataset: data.Dataset | None = None
 ) -> Run:
@@ -149,11 +174,13 @@ def build(
         # a path spec is recorded where the data were found (moved: under --data-dir)
         spec = data.locate(train_config.dataset, train_config.data_dir)
         train_config = replace(train_config, dataset=spec)
-        dataset = data.load(spec, train_config.data_dir, train_config.image_size)
+        with distributed.loading_data():  # a rank that cannot load them tells the others
+            dataset = data.load(spec, train_config.data_dir, train_config.image_size)
     else:  # a data set given as an object: the run records its name, not the default's
         train_config = replace(train_config, dataset=dataset.name)
     dataset = dataset.subset(train_config.train_size, train_config.test_size)
     fingerprint = dataset.fingerprint()
+    distributed.check_same_data(dataset, fingerprint)  # torchrun: every rank has the same data
     kind = kind_of(model_config.model)
     model_config = replace(
         model_config,
@@ -161,7 +188,7 @@ def build(
         image_shape=dataset.image_shape,
         num_classes=kind.num_classes(model_config, dataset),
     )
-    model, guide = kind.build(model_config)
+    model, guide = build_in_memory(kind, model_config)
     binarize = resolve_binarize(train_config.binarize, model, dataset)
     held = None
     if train_config.val_size is not None:  # out of the training data, binarized as test data
@@ -225,13 +252,44 @@ def train(
     differ from the saved ones only in :data:`~pyro_vae.config.RESUMABLE` (the changes are
     logged in ``out/resume.log``), and a run continues to ``train_config.epochs``. Besides the
     trainer's hook methods (``on_step``, ``on_epoch``), a hook may have
-    ``on_run_start(run)``, called with the built run (data included) before training."""
+    ``on_run_start(run)``, called with the built run (data included) before training. The
+    process holds ``out`` meanwhile (:class:`~pyro_vae.runfolder.FolderLock`): another
+    process training, resuming or saving into it is refused."""
     out = Path(out)
+    created = not out.exists()
+    made = [out, *(f for f in out.parents if not f.exists())]  # what the lock's mkdir makes
+    lock = FolderLock(out, enabled=writes_files())
+    lock.acquire()  # before anything is read or written: a second process is refused here
+    try:
+        return _train_in_folder(model_config, train_config, out, resume, hooks, progress, dataset)
+    except BaseException as e:
+        lock.release()
+        # a run refused or stopped before its first epoch leaves no empty folder behind (one
+        # found not writable is left as the probe found it)
+        gone = created and lock.enabled and not isinstance(e, NotWritable)
+        for folder in made if gone else []:  # out, then the parents made for it
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    finally:
+        lock.release()
+
+
+def _train_in_folder(
+    model_config: ModelConfig | None,
+    train_config: TrainConfig | None,
+    out: Path,
+    resume: bool,
+    hooks: Sequence[Hook | RunStartHook],
+    progress: bool | None,
+    dataset: data.Dataset | None,
+) -> tuple[Run, dict[str, Any]]:
+    """:func:`train` once the folder is held."""
     ckpt_path = out / "checkpoint.pt"
     changes: dict[str, tuple[Any, Any]] = {}
     saved: dict[str, Any] | None = None
     if resume:
-        saved = checkpoint.load(ckpt_path)
+        saved = load_checkpoint(ckpt_path)
         model_config, train_config, changes = resumed_configs(
             saved, model_config, train_config, out
         )
@@ -239,28 +297,24 @@ def train(
         raise FileExistsError(
             f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out"
         )
-    elif out.is_dir() and (others := sorted(p.name for p in out.iterdir())):
+    elif out.is_dir() and (others := sorted(p.name for p in out.iterdir() if p.name != LOCK)):
         raise FileExistsError(
             f"{out} holds files but no checkpoint ({', '.join(others[:3])}"
             f"{' ...' if len(others) > 3 else ''}): choose an empty or new --out, or delete them"
         )
     elif model_config is None or train_config is None:
         raise ValueError("a new run needs its model_config and train_config")
-    train_config.check_packages()  # before the data load, and before --out is made
+    train_config.check_packages()  # before the data load, and before --out is written
     if distributed.launched():
         distributed.init(train_config.device, train_config.dist_timeout)
-        distributed.barrier()  # every rank has looked at the folder before rank 0 writes in it
+        # one all-gather, also a barrier: every rank has looked at the folder before rank 0
+        # writes in it, and ranks started with other options are refused, all alike
+        options = distributed.start_options((model_config, train_config), out, saved)
+        distributed.check_same_start(options)
     world = distributed.world()
-    created = not out.exists()
     if world.main:
         check_writable(out)
-    try:
-        return _train(out, model_config, train_config, saved, hooks, progress, dataset, changes)
-    except BaseException:
-        # a run refused or stopped before its first epoch leaves no empty folder behind
-        if created and world.main and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    return _train(out, model_config, train_config, saved, hooks, progress, dataset, changes)
 
 
 def _train(
@@ -349,6 +403,10 @@ def say(line: str) -> None:
         print(line, file=sys.stderr)
 
 
+class NotWritable(OSError):
+    """A run's output folder cannot be written into."""
+
+
 def check_writable(out: Path) -> None:
     """Make ``out`` and write a probe file into it before any training, so that a read-only
     folder or a full disk is one line at the start, not an error after the first epoch."""
@@ -360,7 +418,7 @@ def check_writable(out: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise OSError(
+        raise NotWritable(
             f"cannot write into {out} ({e.strerror or e}): choose a writable --out with free space"
         ) from None
     finally:
@@ -464,7 +522,7 @@ def load(
     still match the run's, unless ``other_data`` (score another data set of the same shape on
     purpose: its test split, every image of a folder or array, recorded as other data in the
     results)."""
-    saved = checkpoint.load(path)
+    saved = load_checkpoint(path)
     model_config = from_dict(ModelConfig, saved["model_config"])
     train_config = replace(from_dict(TrainConfig, saved["train_config"]), device=device)
     if data_dir is not None:

@@ -14,21 +14,29 @@ Model, guide and objective stay Pyro programs; the graph is only a record of wha
 for one input signature. It is exact by construction: the same operations in the same order on
 the same draws (tests compare loss and gradients with Pyro's eager step for every prior,
 likelihood and guide). A graph is keyed by what Python decided while tracing: the arguments'
-shapes, dtypes and devices, the modules' train/eval modes, and the effect handlers active around
-the call (e.g. β of :class:`~pyro_vae.objectives.ScaleLatents`); a new key traces again (a few
-tens of ms). The first call of each key also runs Pyro's eager step on the same draws (random
-state and buffers put back after it), with Pyro's validation on for the very first, and uses the
-graph only where both agree. What cannot be traced (Python that reads tensor values), or
-disagrees, or would need a new graph nearly every step, falls back to the eager step with one
+shapes, dtypes and devices, the effect handlers active around the call (e.g. β of
+:class:`~pyro_vae.objectives.ScaleLatents`), and a snapshot of the Python state of the module
+tree (:func:`fingerprint`: every module's train/eval mode, children, parameter and buffer
+objects, and plain attributes such as a likelihood's temperature set by a hook, followed into
+lists, dicts, plain objects such as the ELBO, and functions' closures); a new key traces again
+(a few tens of ms). The first call of each key also runs Pyro's eager step on the same draws
+(random state and buffers put back after it), with Pyro's validation on for the very first, and
+uses the graph only where both agree; :meth:`TracedLoss.recheck` (the trainer's, before each
+epoch, after the hooks ran) asks for that check again on the next replay, for what the snapshot
+cannot see (globals, class attributes). What cannot be traced (Python that reads tensor values),
+or disagrees, or would need a new graph nearly every step, falls back to the eager step with one
 line on stderr saying why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import functools
 import os
 import sys
 import traceback
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -41,6 +49,7 @@ import pyro.infer.tracegraph_elbo
 import torch
 from pyro.poutine.runtime import _PYRO_STACK
 from torch import Tensor, fx, nn
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from .runtime import rng_state, set_rng_state
@@ -60,15 +69,28 @@ class TracedLoss:
         module: ``elbo(model, guide)``: an ``ELBOModule`` whose parameters live in the modules
             (Pyro's module-local parameters), called with tensors.
         report: where the one-line fall-back notice goes (default: stderr).
+        snapshot_each_call: take the snapshot of the module tree's Python state (the key's
+            :func:`fingerprint`) before every call. A caller that knows when Python may change
+            that state (the trainer: after its hooks) passes False and calls :meth:`changed`
+            then; the snapshot is also taken again after every eager run of the module.
     """
 
-    def __init__(self, module: nn.Module, report: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        report: Callable[[str], None] | None = None,
+        snapshot_each_call: bool = True,
+    ) -> None:
         self.module = module
-        self._modules = list(module.modules())  # for the key: their train/eval modes
+        self.snapshot_each_call = snapshot_each_call
+        self._state: Any = None  # the module tree's snapshot, until it may have changed
         self.graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self.disabled: str | None = None  # why the eager step is used, once decided
         self.calls = 0
         self.traces = 0
+        self.rechecks = 0  # replays checked again against Pyro's eager step
+        self._recheck = False
+        self._last_key: tuple | None = None  # the key that last needed a new graph
         self._report = report or (lambda line: print(line, file=sys.stderr))
 
     def __call__(self, *args: Tensor) -> Tensor:
@@ -79,30 +101,51 @@ class TracedLoss:
         graph = self.graphs.get(key)
         if graph is not None:
             self.graphs.move_to_end(key)
+            if self._recheck:
+                self.rechecks += 1
+                return self._checked(key, args, graph)
             return graph(args)
         if self.traces >= THRASH_TRACES and self.traces * 4 > self.calls:
+            changed = _changed(self._last_key, key) or "the inputs or handlers"
             return self._fall_back(
-                f"a new graph was needed for {self.traces} of {self.calls} steps (inputs or "
-                "handlers change from step to step)",
+                f"a new graph was needed for {self.traces} of {self.calls} steps ({changed} "
+                "changes from step to step)",
                 args,
             )
-        return self._first(key, args)
+        self._last_key = key
+        return self._checked(key, args)
+
+    def changed(self) -> None:
+        """Python code ran that may have changed the modules' state (a training hook): take
+        the snapshot again before the next call."""
+        self._state = None
+
+    def recheck(self) -> None:
+        """:meth:`changed`, and check the next replay against Pyro's eager step once more
+        (falling back where they differ): for a change of Python state that the snapshot
+        cannot see, such as a global or a class attribute. The trainer calls it before each
+        epoch, after the hooks of the one before."""
+        self._state = None
+        self._recheck = True
 
     def _eager(self, *args: Tensor) -> Tensor:
         return self.module(*args)
 
     def _key(self, args: tuple[Tensor, ...]) -> tuple:
+        if self._state is None or self.snapshot_each_call:
+            self._state = fingerprint(self.module)
         return (
-            tuple((a.shape, a.dtype, a.device) for a in args),
-            tuple(m.training for m in self._modules),
-            tuple(_handler_key(h) for h in _PYRO_STACK),
-            _handler_key(getattr(self.module, "elbo", None)),  # e.g. capacity annealing's C
-            torch.is_grad_enabled(),
+            ("inputs", tuple((a.shape, a.dtype, a.device) for a in args)),
+            ("grad", torch.is_grad_enabled()),
+            ("handlers", tuple(_handler_key(h) for h in _PYRO_STACK)),
+            ("module", self._state),  # modes, children, attributes, the ELBO's
         )
 
-    def _first(self, key: tuple, args: tuple[Tensor, ...]) -> Tensor:
-        """Trace a new key, check it against Pyro's eager step on the same draws, and take
-        the step with the graph (or, failing either, fall back)."""
+    def _checked(self, key: tuple, args: tuple[Tensor, ...], graph: _Graph | None = None) -> Tensor:
+        """Take the step with ``graph`` (traced now for a new key, when None) where its loss
+        agrees with Pyro's eager step on the same draws; else fall back."""
+        self._recheck = False
+        self._state = None  # the eager run below is Python: it may change the modules' state
         if not pyro.settings.get("module_local_params"):
             return self._fall_back("Pyro's global parameter store is in use", args)
         buffers = [b for b in self.module.buffers()]
@@ -113,13 +156,15 @@ class TracedLoss:
         with torch.no_grad():
             for b, saved in zip(buffers, saved_buffers, strict=True):
                 b.copy_(saved)
-        try:
-            graph = _Graph.trace(self.module, args)
-        except Exception as e:
-            set_rng_state(state, args[0].device)
-            return self._fall_back(f"{type(e).__name__} at {_where(e)}: {_first_line(e)}", args)
-        self.traces += 1
-        set_rng_state(state, args[0].device)  # tracing draws nothing; made sure of
+        new = graph is None
+        if graph is None:
+            try:
+                graph = _Graph.trace(self.module, args)
+            except Exception as e:
+                set_rng_state(state, args[0].device)
+                return self._fall_back(f"{type(e).__name__} at {_where(e)}: {_first_line(e)}", args)
+            self.traces += 1
+            set_rng_state(state, args[0].device)  # tracing draws nothing; made sure of
         loss = graph(args)
         if not _agree(loss.detach(), expected):
             # undo the graph's step: put the draws and buffers back and let Pyro take it
@@ -127,13 +172,21 @@ class TracedLoss:
             with torch.no_grad():
                 for b, saved in zip(buffers, saved_buffers, strict=True):
                     b.copy_(saved)
+            later = (
+                ""
+                if new
+                else " when checked again (Python state the graph cannot see changed, e.g. a "
+                "global or a class attribute)"
+            )
             return self._fall_back(
-                f"the traced loss {loss.item():.6g} differs from Pyro's {expected.item():.6g}",
+                f"the traced loss {loss.item():.6g} differs from Pyro's {expected.item():.6g}"
+                + later,
                 args,
             )
-        self.graphs[key] = graph
-        if len(self.graphs) > MAX_GRAPHS:
-            self.graphs.popitem(last=False)
+        if new:
+            self.graphs[key] = graph
+            if len(self.graphs) > MAX_GRAPHS:
+                self.graphs.popitem(last=False)
         return loss
 
     def _fall_back(self, why: str, args: tuple[Tensor, ...]) -> Tensor:
@@ -237,9 +290,181 @@ def _without_host_reads() -> Iterator[None]:
                 m.warn_if_nan = nan  # type: ignore[attr-defined]
 
 
+# -- what a graph is keyed on --------------------------------------------------------------
+# A graph bakes in every Python value read while tracing: a likelihood's `self.T`, a flag in a
+# list, β in the ELBO object, a number in a closure. The key therefore holds a snapshot of the
+# Python state reachable from the ELBO module (and the handlers), taken before a call whenever
+# Python may have run since (each call; in the trainer, after its hooks and each eager run): a
+# hook that changes any of it makes the next step trace (and check) a new graph.
+
+FINGERPRINT_VALUES = 1000  # values looked at per snapshot; beyond them, only identities
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device})
+# nn.Module's and PyroModule's own bookkeeping that a forward pass does not read (the hooks it
+# runs are looked at); training, parameters, buffers and children are taken apart by hand
+_MODULE_SKIP = frozenset(
+    {
+        "training",
+        "_parameters",
+        "_buffers",
+        "_modules",
+        "_non_persistent_buffers_set",
+        "_is_full_backward_hook",
+        "_forward_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+        "_forward_pre_hooks_with_kwargs",
+        "_state_dict_hooks",
+        "_state_dict_pre_hooks",
+        "_load_state_dict_pre_hooks",
+        "_load_state_dict_post_hooks",
+        "_pyro_context",  # Pyro's per-call cache and counters
+        "_pyro_name",
+    }
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _module_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The attributes of a module (given all its ``__dict__``'s names) to look at."""
+    return tuple(n for n in names if n not in _MODULE_SKIP)
+
+
+def fingerprint(obj: Any, budget: int = FINGERPRINT_VALUES) -> Any:
+    """A hashable snapshot of the Python state reachable from ``obj`` that a traced graph may
+    have baked in; equal snapshots mean equal state as far as it was looked at.
+
+    Modules give their train/eval mode, children, the identity of each parameter and buffer
+    (their values are the graph's inputs) and their plain attributes; lists, tuples, dicts and
+    sets give their items, NumPy arrays their bytes; plain objects (the ELBO, a user's prior)
+    their ``__dict__`` or slots, and ``trace_key()`` where they define one; functions their
+    code, defaults and closure; other tensors their identity and version (a value read with
+    ``float(t)`` while tracing is a constant of the graph). Not seen: globals and class
+    attributes, objects of C types (their identity only), and containers past the first
+    ``budget`` values (identities only): :meth:`TracedLoss.recheck` covers those."""
+    return _Fingerprint(budget).value(obj)
+
+
 def _handler_key(handler: Any) -> Any:
+    # a handler's trace_key() is all that a graph depends on (a new ScaleLatents per step
+    # with the same β keeps its graph); others are looked into like any object
     key = getattr(handler, "trace_key", None)
-    return (type(handler), key()) if callable(key) else (type(handler), id(handler))
+    return (type(handler), key()) if callable(key) else fingerprint(handler)
+
+
+class _Fingerprint:
+    """One snapshot (:func:`fingerprint`): a budget of values, and the containers seen."""
+
+    __slots__ = ("left", "seen")
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+        self.seen: set[int] = set()  # shared or cyclic references are taken once
+
+    def value(self, v: Any) -> Any:
+        t = type(v)
+        if t in _ATOMS:
+            return v
+        self.left -= 1
+        if self.left < 0:
+            return ("unseen", t, id(v))
+        if isinstance(v, Tensor):
+            if isinstance(v, FakeTensor):  # kept by a forward while tracing: never read back
+                return "fake"
+            return id(v) if v.requires_grad else (id(v), v._version)
+        if isinstance(v, int | float | complex | str | bytes):  # numpy's scalars, IntEnum...
+            return (t, v)
+        if hasattr(v, "__array_interface__"):  # a NumPy array: its bytes, if few
+            self.left -= v.nbytes // 8
+            return ("unseen", t, id(v)) if self.left < 0 else (t, v.dtype.str, v.shape, v.tobytes())
+        if isinstance(v, type | enum.Enum | types.BuiltinFunctionType | types.ModuleType):
+            return v
+        if id(v) in self.seen:
+            return ("seen", id(v))
+        self.seen.add(id(v))
+        if isinstance(v, nn.Module):
+            return self.module(v)
+        if isinstance(v, list | tuple | dict | set | frozenset):
+            self.left -= len(v)  # numbers in them too: a long table is not looked into
+            if self.left < 0:
+                return ("unseen", t, id(v))
+            if isinstance(v, dict):
+                return (t, tuple([(k, self.value(x)) for k, x in v.items()]))
+            if isinstance(v, set | frozenset):
+                return (t, frozenset([self.value(x) for x in v]))
+            return (t, tuple([self.value(x) for x in v]))
+        if isinstance(v, types.FunctionType):
+            cells = tuple([self.value(_cell(c)) for c in v.__closure__ or ()])
+            return (
+                t,
+                id(v.__code__),
+                self.value(v.__defaults__),
+                self.value(v.__kwdefaults__),
+                cells,
+            )
+        if isinstance(v, types.MethodType):
+            return (t, self.value(v.__func__), self.value(v.__self__))
+        if isinstance(v, functools.partial):
+            return (t, self.value(v.func), self.value(v.args), self.value(v.keywords))
+        key = getattr(v, "trace_key", None)
+        declared = key() if callable(key) and not isinstance(v, type) else None
+        state = getattr(v, "__dict__", None)
+        if isinstance(state, dict):
+            return (t, tuple([(k, self.value(x)) for k, x in state.items()]), declared)
+        slots = [s for c in t.__mro__ for s in _slot_names(c)]
+        if slots:
+            return (t, tuple([(s, self.value(getattr(v, s, None))) for s in slots]), declared)
+        return ("unseen", t, id(v))
+
+    def module(self, m: nn.Module) -> tuple:
+        d = m.__dict__
+        state: list[Any] = [
+            type(m),
+            ("training", d["training"]),
+            ("parameters", tuple(map(id, d["_parameters"].values()))),
+            ("buffers", tuple(map(id, d["_buffers"].values()))),
+            ("_modules", tuple([(k, self.value(c)) for k, c in d["_modules"].items()])),
+        ]
+        for name in _module_names(tuple(d)):
+            v = d[name]
+            if type(v) in _ATOMS:
+                state.append((name, v))
+            elif not (isinstance(v, dict) and not v):  # empty hook dicts: most of them
+                state.append((name, self.value(v)))
+        return tuple(state)
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
+        return None
+
+
+def _slot_names(cls: type) -> tuple[str, ...]:
+    slots = vars(cls).get("__slots__", ())
+    names = (slots,) if isinstance(slots, str) else tuple(slots)
+    return tuple(n for n in names if n not in ("__dict__", "__weakref__"))
+
+
+_HIDDEN = {"module", "_modules"}
+_WHAT = {"inputs": "the inputs' shapes", "grad": "the gradient mode", "handlers": "a handler"}
+
+
+def _changed(before: Any, after: Any, path: tuple[str, ...] = ()) -> str | None:
+    """Where two keys differ, as a dotted path (``model.likelihood.T``), or None."""
+    if before == after:
+        return None
+    if isinstance(before, tuple) and isinstance(after, tuple):
+        named = len(before) == len(after) == 2 and isinstance(before[0], str)
+        if named and before[0] == after[0]:
+            return _changed(before[1], after[1], (*path, before[0]))
+        if len(before) == len(after) and not named:
+            for a, b in zip(before, after, strict=True):
+                if a != b:
+                    return _changed(a, b, path)
+    if path and path[0] in _WHAT:
+        return _WHAT[path[0]]
+    names = [p for p in path if p not in _HIDDEN]
+    return "the attribute " + ".".join(names) if names else "the module"
 
 
 def _agree(a: Tensor, b: Tensor) -> bool:
@@ -406,4 +631,4 @@ def _hashable(value: Any) -> Any:
     return None
 
 
-__all__ = ["STEPS", "TracedLoss", "simplify"]
+__all__ = ["STEPS", "TracedLoss", "fingerprint", "simplify"]

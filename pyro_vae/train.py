@@ -117,7 +117,7 @@ class Trainer:
         # the traced step replays the loss's tensor operations (pyro_vae.traced); it needs a
         # loss tensor from module-local parameters (not RenyiELBO, not the Jit ELBOs)
         self.traced = (
-            TracedLoss(self.loss)
+            TracedLoss(self.loss, snapshot_each_call=False)  # told when hooks ran
             if config.step == "traced" and self._differentiable and self.local_params
             else None
         )
@@ -265,6 +265,8 @@ class Trainer:
                 self._kl_scale.scale = beta
                 if isinstance(self.elbo, Scheduled):  # a schedule of the objective's own
                     self.elbo.set_epoch(self.epoch)
+                if self.traced is not None:  # hooks may have changed what its key cannot see
+                    self.traced.recheck()
                 total = torch.zeros((), device=self.device)
                 bar = progress_bar(
                     total=steps_per_epoch,
@@ -287,6 +289,8 @@ class Trainer:
                     self.step += 1
                     for fn in on_step:
                         fn(self)
+                    if on_step and self.traced is not None:
+                        self.traced.changed()
                     runtime.check_interrupt()
                     if i % 50 == 49 or i == steps_per_epoch - 1:
                         # over all ranks, so that every rank takes the same decision

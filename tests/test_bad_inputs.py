@@ -9,6 +9,7 @@ import gzip
 import os
 import pickle
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -467,3 +468,231 @@ def test_models_and_guides_check_their_data_before_any_network_runs(pair, x, mes
     for who in (model, guide):
         with pytest.raises(ValueError, match=message):
             who(x)
+
+
+# -- counts and outputs of the commands that apply a run: checked before any work ---------------
+
+# (command and flags after the checkpoint, the message); the run folder must stay as it was
+APPLY_CASES = [
+    (["evaluate", "--samples", "-5"], r"--samples must be a whole number >= 0; got -5"),
+    (["evaluate", "--test-size", "0"], r"--test-size must be a whole number >= 1; got 0"),
+    (["evaluate", "--test-size", "-3"], r"--test-size must be a whole number >= 1; got -3"),
+    (["encode", "--test-size", "0"], r"--test-size must be a whole number >= 1; got 0"),
+    (["encode", "--test-size", "-2"], r"--test-size must be a whole number >= 1; got -2"),
+    (["sample", "--n", "0"], r"--n must be a whole number >= 1; got 0"),
+    (["sample", "--n", "-4"], r"--n must be a whole number >= 1; got -4"),
+    (["sample", "--n", "100000000000"], r"100000000000 draws need .* GiB of memory.*fewer"),
+    (["reconstruct", "--input", "test", "--n", "0"], r"--n must be a whole number >= 1; got 0"),
+    (["reconstruct", "--input", "test", "--n", "-1"], r"--n must be a whole number >= 1"),
+    (["interpolate", "A", "B", "--steps", "0"], r"--steps must be a whole number >= 1; got 0"),
+    (["evaluate", "--json", "{afile}/x.json"], r"afile is a file, not a folder: give another"),
+    (["evaluate", "--json", "{tmp}"], r"is a folder: give a file name"),
+    (["encode", "--out", "{afile}/codes.npz"], r"afile is a file, not a folder"),
+    (["encode", "--out", "{tmp}"], r"is a folder: give a file name in it"),
+    (["sample", "--out", "{afile}"], r"--out .*afile is a file: give a folder"),
+    (["sample", "--out", "{afile}/s.png"], r"afile is a file, not a folder"),
+    (["reconstruct", "--input", "test", "--out", "{afile}"], r"afile is a file: give a folder"),
+    (["decode", "--codes", "{afile}"], r"afile is not a .npz or .npy file: give the .npz"),
+    (["decode", "--codes", "{run}/metrics.csv"], r"metrics.csv is not a .npz or .npy file"),
+    (["decode", "--codes", "{tmp}/missing.npz"], r"missing.npz could not be read as .npz/.npy"),
+    (["decode", "--codes", "{pickled}"], r"could not be read .*it holds Python objects"),
+    (["decode", "--codes", "{wide}"], r"codes z have 7 dimensions; this model's z has 3"),
+    (["decode", "--codes", "{empty}"], r"codes z are empty \(0 rows\)"),
+    (["export", "--out", "{afile}"], r"afile is a file: give a folder"),
+    (["interpolate", "{codes}:-1", "{codes}:0"], r"codes.npz: must be a whole number >= 0"),
+    (["interpolate", "{codes}:x", "{codes}:0"], r"codes.npz: must be a whole number >= 0"),
+    (["interpolate", "{codes}:99", "{codes}:0"], r"holds 2 rows of codes: row 99 is not among"),
+]
+
+
+@pytest.mark.parametrize("argv, message", APPLY_CASES, ids=lambda v: None)
+def test_bad_counts_and_outputs_of_the_apply_commands(argv, message, good_run, capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    np.save(tmp_path / "pickled.npy", np.array([{"z": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "wide.npy", np.zeros((2, 7), np.float32))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3), np.float32))
+    np.savez(tmp_path / "codes.npz", z=np.zeros((2, 3), np.float32))
+    names = {
+        "afile": afile,
+        "tmp": tmp_path,
+        "run": good_run,
+        "pickled": tmp_path / "pickled.npy",
+        "wide": tmp_path / "wide.npy",
+        "empty": tmp_path / "empty.npy",
+        "codes": tmp_path / "codes.npz",
+    }
+    command, *flags = (a.format(**names) for a in argv)
+    refused(capsys, [command, str(good_run / "checkpoint.pt"), *flags], message, good_run, tmp_path)
+
+
+def test_evaluate_with_no_samples_says_it_skips_log_p(good_run, capsys, tmp_path):
+    out = tmp_path / "new" / "deeper" / "numbers.json"
+    argv = ["evaluate", str(good_run / "checkpoint.pt"), "--samples", "0", "--json", str(out)]
+    assert cli.main(argv) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("(no log p(x): --samples 0)") and "log p(x) -" not in line
+    assert "log_likelihood" not in out.read_text()  # the missing folders were made
+    assert not list(out.parent.glob("*.tmp"))
+
+
+# (what is given to the Python API, the message)
+API_CASES = [
+    (
+        lambda run: run.encode(np.random.rand(3, 784) * 300),
+        r"x holds floats from .* to .*binarizes intensities in \[0, 1\]",
+    ),
+    (
+        lambda run: run.encode(-np.random.rand(3, 784)),
+        r"this run binarizes intensities in \[0, 1\]",
+    ),
+    (lambda run: run.elbo(np.zeros((0, 784), np.float32)), r"x is empty \(0 data\)"),
+    (lambda run: run.encode(torch.zeros(0, 1, 28, 28)), r"x is empty \(0 data\)"),
+    (lambda run: run.log_likelihood(np.full((2, 784), 2.0), 3), r"x holds floats from 2 to 2"),
+    (lambda run: run.log_likelihood(np.zeros((2, 784)), 0), r"samples must be a whole number >= 1"),
+    (lambda run: run.log_likelihood(np.zeros((2, 784)), 2.5), r"samples must be a whole number"),
+    (lambda run: run.sample(0), r"n must be a whole number >= 1; got 0"),
+    (lambda run: run.sample(10**11), r"draws need .* GiB of memory"),
+    (lambda run: run.decode(torch.zeros(0, 3)), r"codes z are empty"),
+    (lambda run: run.decode(torch.zeros(2, 7)), r"codes z have 7 dimensions; this model's z has 3"),
+    (lambda run: runs.evaluation(run, None, -1), r"samples must be a whole number >= 0"),
+]
+
+
+@pytest.mark.parametrize("call, message", API_CASES, ids=lambda v: None)
+def test_bad_batches_and_counts_from_python_are_one_line(call, message, good_run):
+    from pyro_vae import api
+
+    run = api.load(good_run / "checkpoint.pt")
+    with pytest.raises((ValueError, RuntimeError), match=message) as e:
+        call(run)
+    assert type(e.value).__name__ in ("ValueError", "DataError")
+
+
+def test_other_float_types_and_integer_counts_from_python_work(good_run):
+    from pyro_vae import api
+
+    run = api.load(good_run / "checkpoint.pt")
+    x = np.random.default_rng(0).random((4, 28, 28))  # float64, as NumPy gives it
+    z64 = run.encode(x)
+    z16 = run.encode(torch.as_tensor(x, dtype=torch.float16))
+    assert z64.shape == z16.shape == (4, 3)
+    assert torch.allclose(z64, z16, atol=0.05)
+    assert run.sample(np.int64(3), seed=0).shape == (3, 1, 28, 28)
+    assert run.log_likelihood(x, np.int32(2)).shape == (4,)
+
+
+# every count option an experiment declares (options.Count) is refused as it is parsed, before
+# any data are read or anything is trained
+EXPERIMENT_COUNTS = [
+    ("samples", "--n", "0", 1),
+    ("samples", "--digits", "-1", 1),
+    ("reconstructions", "--rows", "0", 1),
+    ("manifold", "--grid", "0", 1),
+    ("manifold", "--dims", "-1", 0),
+    ("interpolation", "--steps", "0", 1),
+    ("beta_vae", "--steps", "-2", 1),
+    ("frey_faces", "--n", "0", 1),
+    ("training_gif", "--frames", "0", 1),
+    ("disentanglement", "--votes", "0", 1),
+    ("disentanglement", "--seeds", "-1", 0),
+    ("semi_supervised", "--budgets", "0", 1),
+    ("classical_baselines", "--components", "0", 1),
+    ("autoencoder_vs_vae", "--z-dims", "0", 1),
+    ("conditional_vae", "--draws", "0", 1),
+]
+
+
+@pytest.mark.parametrize("name, flag, value, least", EXPERIMENT_COUNTS)
+def test_experiment_count_options_are_one_line(name, flag, value, least, capsys, tmp_path):
+    values = [value, "3"] if flag in ("--dims", "--seeds", "--budgets", "--z-dims") else [value]
+    argv = ["run", name, flag, *values, "--out", str(tmp_path / "out")]
+    refused(capsys, argv, rf"{flag} must be a whole number >= {least}; got {value}$", tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_integer_option_of_the_commands_and_experiments_declares_its_least_value():
+    """A new count option must come with its check: every int option is an options.Count,
+    except --label (a class index, checked against the run's classes)."""
+    from pyro_vae.options import Count
+
+    parsers = [p for p in cli.parser()._subparsers._group_actions[0].choices.values()]
+    for name in cli.experiment_names():
+        module = cli.load_experiment(name)
+        captured = {}
+        real = module.experiment.parse
+
+        def grab(p, argv, _captured=captured, **smoke):
+            _captured["p"] = p
+            raise SystemExit(0)
+
+        module.experiment.parse = grab
+        try:
+            with pytest.raises(SystemExit):
+                module.main([])
+        finally:
+            module.experiment.parse = real
+        parsers.append(captured["p"])
+    checked_by_configs = {f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls)}
+    plain = [
+        f"{p.prog} {a.option_strings[0]}"
+        for p in parsers
+        for a in p._actions
+        if a.type is int and not isinstance(a, Count)
+        if a.dest != "label" and a.dest not in checked_by_configs
+    ]
+    assert len(parsers) > 20 and not plain, plain
+
+
+def test_a_model_too_large_for_memory_is_one_line(capsys, tmp_path, tiny_mnist_dir, monkeypatch):
+    """A layer is checked before it is allocated: 784 x 500 weights with their gradients and
+    Adam's moments (6 MB) do not fit in the 1 MB made available here."""
+    from pyro_vae import nets
+
+    monkeypatch.setattr(nets, "available_memory", lambda: 10**6)
+    argv = ["train", "--data-dir", str(tiny_mnist_dir), "--train-size", "64", "--test-size", "16"]
+    argv += ["--out", str(tmp_path / "run"), "--no-progress"]
+    refused(
+        capsys,
+        argv,
+        r"a layer of 784 x 500 weights needs 0\.0 GiB of memory with its gradients and Adam's "
+        r"moments, and 0\.0 GiB are available: use a smaller --image-size, narrower --hidden",
+        tiny_mnist_dir,
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_allocation_while_building_is_one_line(monkeypatch):
+    from pyro_vae import kinds
+
+    def build(self, config):
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+            "162000000000 bytes. Error code 12"
+        )
+
+    monkeypatch.setattr(type(kinds.kind_of("vae")), "build", build)
+    config = ModelConfig(image_shape=(1, 9000, 9000), x_dim=81_000_000)
+    with pytest.raises(
+        ValueError,
+        match=r"the model for 1 x 9000 x 9000 images does not fit in "
+        r"memory \(one of its layers needs 150\.9 GiB\): use a smaller",
+    ):
+        runs.build_in_memory(kinds.kind_of("vae"), config)
+
+
+def test_a_users_loader_without_parameters_is_called_without_them(tmp_path, monkeypatch):
+    """An import-path loader (``--dataset mymodule:load``) gets data_dir and image_size only
+    where its signature names them."""
+    (tmp_path / "myloader.py").write_text(
+        "import torch\n"
+        "from pyro_vae.data import Dataset\n"
+        "def load():\n"
+        "    x = torch.arange(40 * 16).reshape(40, 16).remainder(2).to(torch.uint8) * 255\n"
+        "    return Dataset('mine', x[:30], x[30:], (1, 4, 4), 'made up')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from pyro_vae import data
+
+    dataset = data.load("myloader:load", data_dir=tmp_path)
+    assert dataset.name == "mine" and tuple(dataset.train.shape) == (30, 16)

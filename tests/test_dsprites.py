@@ -101,7 +101,8 @@ def test_the_data_set_loads_from_the_cache_with_its_factors(tmp_path, monkeypatc
     assert len(list(tmp_path.iterdir())) == 1
 
 
-def test_deepminds_file_is_loaded_when_present(tmp_path):
+def test_deepminds_file_is_loaded_when_present(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.dsprites, "DEEPMIND_IMAGES", 2)  # DeepMind's file, shrunk
     rows = np.array([[0, 0, 1, 2, 3, 4], [0, 2, 5, 39, 31, 31]], dtype=np.int64)
     imgs = (dsprites.images_for(rows[:, 1:])[:, 0] > 0).astype(np.uint8)
     folder = tmp_path / "dsprites"

@@ -316,7 +316,7 @@ def test_refused_runs_leave_nothing_behind(tmp_path, monkeypatch, capsys):
         capsys,
         ["train", "--dataset", f"array:{tmp_path / 'missing.npz'}", *TINY, "--out", str(out)],
     )
-    assert "could not be read" in line
+    assert "missing.npz not found: check the path" in line
     assert not out.exists()
 
 

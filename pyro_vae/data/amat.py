@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .dataset import Dataset, to_images
+from .idx import read_bytes
 from .imagefiles import DataError
 from .sources import DATASETS, ENV_VAR, find_file, search
 
@@ -17,22 +16,41 @@ AMAT_SPLITS = {"train": 50000, "valid": 10000, "test": 10000}
 
 
 def read_amat(path: Path, rows: int, cols: int = 784) -> np.ndarray:
-    """Read a binarized-MNIST ``.amat`` file: one image per line, ``cols`` 0/1 values."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (EOFError, OSError, zlib.error) as e:
-        raise DataError(f"{path} could not be read ({e}); delete it and fetch it again") from None
-    line = 2 * cols  # "v v v ... v\n": one character and one separator per value
-    chars = np.frombuffer(raw, np.uint8)
-    if chars.size != rows * line:
-        raise DataError(
-            f"{path} holds {chars.size} bytes, expected {rows} lines of {cols} space-separated "
-            f"0/1 values ({rows * line} bytes): the file is truncated or corrupt; fetch it again"
-        )
-    values = chars.reshape(rows, line)[:, ::2] - ord("0")
-    if values.max() > 1:
-        raise DataError(f"{path} holds values other than 0 and 1; fetch it again")
-    return values
+    """Read a binarized-MNIST ``.amat`` file (gzipped or not): one image per line, ``cols``
+    values 0/1 separated by white space. A file of another count of lines or values, or other
+    values, is refused in one line naming the first bad line."""
+    raw = read_bytes(path)
+    if not raw:
+        raise DataError(f"{path} is empty (0 bytes, after gunzip): delete it and fetch it again")
+    digits = raw.translate(None, b" \t\r\v\f")  # each line: cols digits and a newline
+    ended = digits.endswith(b"\n")  # else the last line (whole or cut short) lacks one
+    digits += b"" if ended else b"\n"
+    chars = np.frombuffer(digits, np.uint8)
+    if chars.size == rows * (cols + 1):
+        grid = chars.reshape(rows, cols + 1)
+        values = grid[:, :cols] - np.uint8(ord("0"))  # other characters wrap to large values
+        if (grid[:, cols] == ord("\n")).all() and values.max(initial=0) <= 1:
+            return values
+    raise DataError(_amat_problem(path, digits, rows, cols, ended))
+
+
+def _amat_problem(path: Path, digits: bytes, rows: int, cols: int, ended: bool) -> str:
+    """Why the white-space-free text ``digits`` of ``path`` (one newline added at the end
+    where the file lacked it: not ``ended``) is not ``rows`` lines of ``cols`` 0/1 digits."""
+    fix = "fetch it again"
+    lines = digits.split(b"\n")[:-1]
+    for i, line in enumerate(lines, start=1):
+        if i == len(lines) and not ended and len(line) < cols:
+            return f"{path} ends inside line {i} of {rows}: truncated or corrupt; {fix}"
+        other = line.translate(None, b"01")
+        if other:
+            return f"{path}, line {i}: values other than 0 and 1 ({other[:1]!r} among them); {fix}"
+        if len(line) != cols:
+            return f"{path}, line {i}: {len(line)} values, expected {cols}; {fix}"
+    return (
+        f"{path} holds {len(lines)} lines of {cols} values, expected {rows}: the file is "
+        f"truncated or corrupt; {fix}"
+    )
 
 
 def load_binarized_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:

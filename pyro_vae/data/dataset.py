@@ -20,7 +20,7 @@ from torch import Tensor
 from .. import checkpoint
 from ..inputs import as_input, chw
 from ..registry import one_of
-from .imagefiles import DataError, stream
+from .imagefiles import DataError, check_image_size, stream
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ class Dataset:
                 return None
             return spread_subset(labels, len(x), n, seed + offset)
 
+        require_data(self)  # the one step every run takes, data loaded or given as an object
         keep_train = pick(n_train, self.train, self.train_labels, 0)
         keep_test = pick(n_test, self.test, self.test_labels, 1)
         take = lambda t, idx: t if t is None or idx is None else t[idx.to(t.device)]  # noqa: E731
@@ -136,6 +137,24 @@ class Dataset:
             train_factors=take(self.train_factors, keep_train),
             test_factors=take(self.test_factors, keep_test),
         )
+
+
+def require_data(dataset: Dataset) -> Dataset:
+    """``dataset`` unchanged if its training and test splits hold data; else a DataError naming
+    the empty split and the source (an empty training split would otherwise pass for binary
+    data, and its grey test images fail later in the likelihood)."""
+    if not isinstance(dataset, Dataset):
+        raise DataError(
+            f"the data set's loader returned {type(dataset).__name__}, not a "
+            "pyro_vae.data.Dataset: return Dataset(name, train, test, image_shape, source)"
+        )
+    for split, t in (("training", dataset.train), ("test", dataset.test)):
+        if len(t) == 0:
+            raise DataError(
+                f"{dataset.name} has no {split} images (from {dataset.source}): check that its "
+                f"files hold the {split} split, or give another data set"
+            )
+    return dataset
 
 
 def spread_subset(labels: Tensor | None, size: int, n: int, seed: int) -> Tensor:
@@ -261,6 +280,9 @@ def resize(dataset: Dataset, size: int) -> Dataset:
     c, h, w = dataset.image_shape
     if (h, w) == (size, size):
         return dataset
+    count = sum(len(x) for x in (dataset.train, dataset.test, dataset.valid) if x is not None)
+    batch = min(1024, len(dataset.train)) * c * size * size * 4 * 3  # float work per batch
+    check_image_size(count, c, size, dataset.name, extra=batch)
 
     def go(x: Tensor | None) -> Tensor | None:
         if x is None:

@@ -16,6 +16,8 @@ from .imagefiles import DataError
 from .sources import DATASETS, ENV_VAR, search
 
 FREY_TEST = 200
+FREY_URL = "https://cs.nyu.edu/~roweis/data.html"
+OLIVETTI_FACES, OLIVETTI_PEOPLE = 400, 40
 
 
 def load_frey_faces(data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -40,12 +42,21 @@ def _read_frey(path: Path) -> Dataset:
         from scipy.io import loadmat
     except ImportError:
         raise DataError("reading frey_rawface.mat needs scipy: pip install scipy") from None
+    fix = f"fetch it again ({FREY_URL})"
     try:
-        faces = loadmat(path)["ff"]
-    except (ValueError, OSError, KeyError, TypeError) as e:
-        raise DataError(f"{path} could not be read ({e}); fetch it again") from None
+        arrays = loadmat(path)
+    except Exception as e:  # scipy raises many kinds of error on damaged bytes
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path} could not be read as a MATLAB file ({why}); {fix}") from None
+    if "ff" not in arrays:
+        names = sorted(k for k in arrays if not k.startswith("__"))
+        raise DataError(f"{path} holds no array 'ff' (it holds {names}); {fix}")
+    faces = arrays["ff"]
     if faces.shape != (560, 1965) or faces.dtype != np.uint8:
-        raise DataError(f"{path}: 'ff' is {faces.shape} {faces.dtype}, expected (560, 1965) uint8")
+        raise DataError(
+            f"{path}: 'ff' is {faces.dtype} {faces.shape}, expected uint8 (560, 1965) (one "
+            f"28 x 20 face per column); {fix}"
+        )
     images = to_images(np.ascontiguousarray(faces.T).reshape(-1, 28, 20))
     perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     return Dataset(
@@ -73,6 +84,15 @@ def load_olivetti(data_dir: str | os.PathLike | None = None) -> Dataset:
             f"Pass --data-dir DIR or set {ENV_VAR}=DIR"
         )
     ds = load_array(found)
+    n = len(ds.train) + len(ds.test)
+    classes = 0 if ds.train_labels is None else len(ds.train_labels.unique())
+    if (n, ds.image_shape, classes) != (OLIVETTI_FACES, (1, 64, 64), OLIVETTI_PEOPLE):
+        raise DataError(
+            f"{found} is not the Olivetti faces file: it holds {n} images of {ds.image_shape} "
+            f"(C, H, W) with {classes} labelled people, expected {OLIVETTI_FACES} grey 64 x 64 "
+            f"faces of {OLIVETTI_PEOPLE} people ('images', 'labels'): fetch it again, or train "
+            f"on it as --dataset array:{found}"
+        )
     return replace(ds, name="olivetti")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 import sys
 import zlib
@@ -31,28 +32,46 @@ from .sources import CACHE_DIR, DATASETS, ENV_VAR, find_file, search
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) of unsigned bytes, checking magic and size.
+GZIP_MAGIC = b"\x1f\x8b"
 
-    The magic number is 0x0000 0x08 (unsigned bytes) and the number of dimensions: 2049 for
-    MNIST's labels, 2051 for its images."""
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``, gunzipped where they are gzip's (whatever the file's name: an
+    uncompressed file named ``.gz`` is read as it is)."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == GZIP_MAGIC else raw
     except (EOFError, OSError, zlib.error) as e:
         raise DataError(
             f"{path} could not be read ({e}): the file is truncated or corrupt; delete it and "
             "fetch it again"
         ) from None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking magic and size.
+
+    The magic number is 0x0000 0x08 (unsigned bytes) and the number of dimensions: 2049 for
+    MNIST's labels, 2051 for its images."""
+    raw = read_bytes(path)
+    if not raw:
+        raise DataError(f"{path} is empty (0 bytes, after gunzip): delete it and fetch it again")
     magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
     ndim = magic - 0x0800
     if not 1 <= ndim <= 4:
         raise DataError(
             f"{path} is not an IDX file of unsigned bytes (magic number {magic}, expected 2051 "
-            "for images or 2049 for labels); replace it with the original file"
+            f"for images or 2049 for labels; it starts {raw[:8]!r}); replace it with the "
+            "original file"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(
+            f"{path} holds {len(raw)} bytes, less than its {header}-byte header: the file is "
+            "truncated; delete it and fetch it again"
         )
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    header = 4 + 4 * ndim
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)
     if len(raw) != expected:
         raise DataError(
             f"{path} holds {len(raw)} bytes but its header ({dims}) needs {expected}: the file "
@@ -78,6 +97,7 @@ class IdxSet:
         return [self.name, f"{self.torchvision_name}/raw"]
 
 
+CLASSES = 10  # MNIST's digits, Fashion-MNIST's kinds of clothing
 MNIST = IdxSet("mnist", "MNIST")
 FASHION_MNIST = IdxSet("fashion-mnist", "FashionMNIST")
 
@@ -88,14 +108,23 @@ def _load_idx_folder(spec: IdxSet, folder: Path) -> Dataset | None:
     if any(p is None for p in paths):
         return None
     train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)  # type: ignore[arg-type]
-    for images, labels, n, split in (
-        (train_x, train_y, spec.n_train, "train"),
-        (test_x, test_y, spec.n_test, "test"),
+    for (image_file, label_file), images, labels, n, split in (
+        (paths[:2], train_x, train_y, spec.n_train, "train"),
+        (paths[2:], test_x, test_y, spec.n_test, "test"),
     ):
-        if images.shape[1:] != (28, 28) or images.shape[0] != n or labels.shape != (n,):
+        for file, array, want, what in (
+            (image_file, images, (n, 28, 28), "images"),
+            (label_file, labels, (n,), "labels"),
+        ):
+            if array.shape != want:
+                raise DataError(
+                    f"{file}: {spec.name}'s {split} split has {what} {array.shape}, expected "
+                    f"{want}: replace it with the original file"
+                )
+        if labels.size and labels.max() >= CLASSES:
             raise DataError(
-                f"{folder}: {spec.name} {split} split has images {images.shape} and labels "
-                f"{labels.shape}, expected ({n}, 28, 28) and ({n},); replace the files"
+                f"{label_file} holds labels up to {labels.max()}; {spec.name}'s are "
+                f"0..{CLASSES - 1}: replace it with the original file"
             )
     return Dataset(
         name=spec.name,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..registry import Registry, construct
-from .dataset import Dataset, resize
+from .dataset import Dataset, require_data, resize
 from .imagefiles import DataError
 
 T = TypeVar("T")
@@ -116,7 +116,8 @@ def load(
             raise DataError(f"--dataset {parts[0]}:PATH needs a path after the colon")
         scheme, path = path_spec(locate(name, data_dir))  # type: ignore[misc]
         loader = functools.partial(SOURCES.choose(scheme), path)
-    else:
-        loader = functools.partial(DATASETS.choose(name), data_dir)
-    dataset = construct(loader, image_size=image_size)
+        dataset = require_data(construct(loader, image_size=image_size))
+    else:  # a user's loader by import path takes data_dir and image_size only if it names them
+        loader = DATASETS.choose(name)
+        dataset = require_data(construct(loader, data_dir=data_dir, image_size=image_size))
     return dataset if image_size is None else resize(dataset, image_size)
