@@ -81,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument(
         "--multiples", type=float, nargs="+", default=[-1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2]
     )
-    p.add_argument("--rows", action=Count, default=8, help="digits the vectors are added to")
+    p.add_argument(
+        "--rows", action=Count, most=100, default=8, help="digits the vectors are added to"
+    )
     p.add_argument(
         "--classes", action=Count, least=0, nargs=2, default=[4, 9], help="class A->B direction"
     )
@@ -105,6 +107,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     if labels is not None:
         a, b = args.classes
+        for c in (a, b):
+            if not bool((lab == c).any()):
+                present = sorted(set(lab.tolist()))
+                raise ValueError(
+                    f"--classes {a} {b}: no training datum has class {c} (the classes are "
+                    f"{present[0]}..{present[-1]}): give two of those"
+                )
         selections[f"class {a}->{b}"] = (lab == b, lab == a)
     if args.attributes is not None:
         names, table = read_attribute_file(args.attributes)

@@ -47,7 +47,7 @@ def mean_entropy(model: torch.nn.Module, z: torch.Tensor) -> float:
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__)
     p.add_argument("--z-dims", action=Count, nargs="+", default=[2, 10])
-    p.add_argument("--lattice", action=Count, default=12, help="lattice sites per side")
+    p.add_argument("--lattice", action=Count, most=100, default=12, help="lattice sites per side")
     p.add_argument("--n", action=Count, default=5000, help="test encodings plotted")
     args = experiment.parse(p, argv, lattice=4, n=128)
     if args.checkpoint:

@@ -26,7 +26,7 @@ ACTIVE = 0.01
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, z_dim=10)
     p.add_argument("--betas", type=float, nargs="+", default=[1.0, 4.0])
-    p.add_argument("--steps", action=Count, default=9, help="values per traversal row")
+    p.add_argument("--steps", action=Count, most=100, default=9, help="values per traversal row")
     args = experiment.parse(p, argv, z_dim=4, steps=5)
     if args.checkpoint:
         raise ValueError("beta_vae trains one model per β: run it without --checkpoint")

@@ -77,8 +77,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--attributes", nargs="+", default=list(ATTRIBUTES), help="names to move")
     p.add_argument("--pairs", nargs="*", default=list(PAIRS), help="two at once, as NAME+NAME")
     p.add_argument("--multiples", type=float, nargs="+", default=[0, 0.5, 1, 1.5, 2, 2.5, 3])
-    p.add_argument("--rows", action=Count, default=6, help="test faces each vector is added to")
-    p.add_argument("--steps", action=Count, default=9, help="images along each interpolation")
+    p.add_argument(
+        "--rows", action=Count, most=100, default=6, help="test faces each vector is added to"
+    )
+    p.add_argument(
+        "--steps", action=Count, most=100, default=9, help="images along each interpolation"
+    )
     p.add_argument(
         "--inputs",
         action=argparse.BooleanOptionalAction,

@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from threadpoolctl import threadpool_limits
 
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--samples", action=Count, default=6, help="samples per digit and model")
+    p.add_argument(
+        "--samples", action=Count, most=100, default=6, help="samples per digit and model"
+    )
     p.add_argument("--components", action=Count, default=5, help="mixture components per class")
     p.add_argument("--max-iter", action=Count, default=25, help="EM / variational iterations")
     p.add_argument("--eps", type=float, default=0.01, help="added to covariance diagonals")

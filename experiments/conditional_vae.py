@@ -22,7 +22,7 @@ from pyro_vae.options import Count
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, model="cvae", ll_samples=1000)
-    p.add_argument("--draws", action=Count, default=10, help="prior draws per class")
+    p.add_argument("--draws", action=Count, most=100, default=10, help="prior draws per class")
     args = experiment.parse(p, argv, ll_samples=20, draws=4)
     k_samples, args.ll_samples = args.ll_samples, 0  # estimated once, below, not also by the run
     run, out = experiment.trained_run(args, "conditional_vae")

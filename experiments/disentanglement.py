@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--metric-data", action=Count, default=10_000, help="factor draws for MIG")
     p.add_argument("--votes", action=Count, default=2_000, help="training votes per metric")
     p.add_argument("--metric-batch", action=Count, default=64, help="draws per metric vote")
-    p.add_argument("--steps", action=Count, default=9, help="values per traversal row")
+    p.add_argument("--steps", action=Count, most=100, default=9, help="values per traversal row")
     args = experiment.parse(
         p, argv, images=300, metric_data=200, votes=20, metric_batch=8, z_dim=4, steps=5, epochs=1
     )

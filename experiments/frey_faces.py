@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         epochs=300,
         batch_size=100,
     )
-    p.add_argument("--grid", action=Count, default=12, help="manifold images per side")
-    p.add_argument("--n", action=Count, default=12, help="faces per reconstruction row")
+    p.add_argument("--grid", action=Count, most=100, default=12, help="manifold images per side")
+    p.add_argument("--n", action=Count, most=100, default=12, help="faces per reconstruction row")
     args = experiment.parse(p, argv, epochs=3, grid=4, train_size=None, test_size=None)
     run, out = experiment.trained_run(args, "frey_faces")
     shape, x = run.data.image_shape, data.as_input(run.data.test[: args.n])

@@ -21,8 +21,8 @@ from pyro_vae.options import Count
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--steps", action=Count, default=10, help="points on each path")
-    p.add_argument("--pairs", action=Count, default=4, help="pairs of each kind")
+    p.add_argument("--steps", action=Count, most=100, default=10, help="points on each path")
+    p.add_argument("--pairs", action=Count, most=100, default=4, help="pairs of each kind")
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "interpolation")
     x, labels = data.as_input(run.data.test), run.data.test_labels

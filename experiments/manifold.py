@@ -18,11 +18,13 @@ from pyro_vae.options import Count
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, z_dim=2)
-    p.add_argument("--grid", action=Count, default=20, help="images per side")
+    p.add_argument("--grid", action=Count, most=100, default=20, help="images per side")
     p.add_argument(
         "--dims", action=Count, least=0, nargs=2, default=[0, 1], help="latent coordinates shown"
     )
     args = experiment.parse(p, argv, grid=6)
+    if not args.checkpoint:  # before training (from a checkpoint: its z_dim, once loaded)
+        latent.check_dims(args.dims, args.z_dim)
     run, out = experiment.trained_run(args, "manifold")
     dims = (args.dims[0], args.dims[1])
     z, cols, rows = latent.percentile_grid(run.model, args.grid, dims)

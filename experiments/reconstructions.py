@@ -19,8 +19,10 @@ from pyro_vae.options import Count
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--n", action=Count, default=12, help="digits per row")
-    p.add_argument("--rows", action=Count, default=3, help="pairs of rows (data, reconstruction)")
+    p.add_argument("--n", action=Count, most=100, default=12, help="digits per row")
+    p.add_argument(
+        "--rows", action=Count, most=100, default=3, help="pairs of rows (data, reconstruction)"
+    )
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "reconstructions")
     x, labels = data.as_input(run.data.test), run.data.test_labels

@@ -22,10 +22,16 @@ from pyro_vae.options import Count
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__)
-    p.add_argument("--n", action=Count, default=10, help="columns (draws) per row")
-    p.add_argument("--digits", action=Count, default=6, help="test digits for the posterior rows")
+    p.add_argument("--n", action=Count, most=100, default=10, help="columns (draws) per row")
+    p.add_argument(
+        "--digits", action=Count, most=100, default=6, help="test digits for the posterior rows"
+    )
     args = experiment.parse(p, argv)
     run, out = experiment.trained_run(args, "samples")
+    if args.digits > len(run.data.test):
+        raise ValueError(
+            f"--digits {args.digits}: the test set holds {len(run.data.test)}: ask for fewer"
+        )
     shape, n = run.data.image_shape, args.n
     torch.manual_seed(args.seed)
 

@@ -54,9 +54,11 @@ def log_steps(total: int, frames: int) -> set[int]:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = experiment.parser(__name__, __doc__, z_dim=2)
-    p.add_argument("--frames", action=Count, default=30, help="snapshots (log-spaced steps)")
+    p.add_argument(
+        "--frames", action=Count, most=1000, default=30, help="snapshots (log-spaced steps)"
+    )
     p.add_argument("--n", action=Count, default=2000, help="test images in the scatter")
-    p.add_argument("--grid", action=Count, default=15, help="manifold images per side")
+    p.add_argument("--grid", action=Count, most=100, default=15, help="manifold images per side")
     args = experiment.parse(p, argv, frames=4, n=128, grid=4)
     if args.checkpoint:
         raise ValueError("training_gif watches training happen: run it without --checkpoint")

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +29,18 @@ FORMAT = "pyro-vae checkpoint v1"
 # Files of revision 2 and later must carry their checksum; revision 1 (no ``revision`` key) are
 # those written before checksums existed, loaded without one (with a note).
 REVISION = 2
+
+
+# files users pass by mistake, by their first bytes (a checkpoint is a zip archive, or an old
+# torch pickle): named in the refusal
+FOREIGN = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"{", "a JSON file"),
+    (b"epoch,", "a CSV table (metrics.csv?)"),
+)
 
 
 class CheckpointError(RuntimeError):
@@ -209,6 +222,12 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: check the path (runs write checkpoint.pt)")
+    what = foreign(path)
+    if what is not None:
+        raise CheckpointError(
+            f"{path} is {what}, not a checkpoint: pass the checkpoint.pt (or best.pt) a "
+            "pyro-vae run wrote"
+        )
     try:
         with warnings.catch_warnings():  # torch's notes on odd pickle protocols: one line here
             warnings.simplefilter("ignore", UserWarning)
@@ -242,6 +261,31 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             "may be corrupt: use an earlier copy or train again"
         ) from None
     return payload
+
+
+def foreign(path: Path) -> str | None:
+    """What ``path`` is, in words, where its first bytes show that it is no checkpoint (which
+    is a zip archive holding ``data.pkl``, or an old torch pickle); None where it may be one."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "empty"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return None  # a damaged archive: torch.load names what is wrong
+        if any(n.endswith("data.pkl") for n in names):
+            return None
+        return f"a zip archive of {', '.join(names[:3]) or 'nothing'} (an .npz?)"
+    if head.startswith(b"\x80"):  # a pickle: an old torch file, or damaged bytes
+        return None
+    known = next((name for magic, name in FOREIGN if head.startswith(magic)), None)
+    if known:
+        return known
+    text = head.isascii() and head.decode().isprintable()
+    return "a text file" if text else "a file of unknown kind"
 
 
 def verify(path: Path, payload: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from . import __version__, checkpoint, cli_apply, data, distributed, evaluate, runtime
+from . import __version__, checkpoint, cli_apply, data, distributed, evaluate, experiment, runtime
 from . import run as runs
 from .config import ModelConfig, TrainConfig, from_dict
 from .options import (
@@ -147,7 +147,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.name is None:
         print(experiments_help())
         return
-    load_experiment(args.name).main(args.args)
+    try:
+        load_experiment(args.name).main(args.args)
+    finally:
+        experiment.let_go_all()
 
 
 class _ListExperiments(argparse.Action):

@@ -378,7 +378,7 @@ def add_commands(
     i = with_checkpoint("interpolate", "decode a path between two images or two rows of codes")
     i.add_argument("a", help="an image file, or FILE.npz:ROW / FILE.npy:ROW")
     i.add_argument("b", help="the other end, as A")
-    i.add_argument("--steps", action=Count, default=10, help="images along the path")
+    i.add_argument("--steps", action=Count, most=1000, default=10, help="images along the path")
     i.add_argument("--path", choices=("linear", "spherical"), default="linear")
     i.add_argument("--out", default=None, help="folder (default: interpolation/ beside the run)")
     label(i)

@@ -94,19 +94,30 @@ def trained_run(
     return run, out
 
 
-_held: dict[Path, FolderLock] = {}
+_held: dict[Path, tuple[FolderLock, bool]] = {}  # folder -> its lock, whether we made it
 
 
 def _hold(out: Path) -> None:
+    made = not out.exists()
     lock = FolderLock(out, enabled=writes_files())
     lock.acquire()
-    _held[out.resolve()] = lock
+    _held[out.resolve()] = (lock, made)
 
 
 def _let_go(out: Path) -> None:
-    lock = _held.pop(out.resolve(), None)
+    lock, _ = _held.pop(out.resolve(), (None, False))
     if lock is not None:
         lock.release()
+
+
+def let_go_all() -> None:
+    """Let go of the folders of an experiment that stopped before :func:`done` (refused or
+    interrupted), removing those it made and left empty."""
+    for folder in list(_held):
+        lock, made = _held.pop(folder)
+        lock.release()
+        if made and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def train_variant(

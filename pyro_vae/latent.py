@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from pyro import poutine
 from torch import Tensor, nn
@@ -76,6 +78,7 @@ def percentile_grid(
     (points of the unit square through the inverse CDF), other coordinates from ``base``
     (default 0). Returns codes (n*n, z_dim) row by row, top row first, and the latent values
     along the columns (``dims[0]``, increasing) and rows (``dims[1]``, decreasing)."""
+    check_dims(dims, model.z_dim)
     u = torch.linspace(*levels, n)
     cols = prior_percentiles(model, u, dims[0]).cpu()
     rows = prior_percentiles(model, u, dims[1]).cpu().flip(0)
@@ -84,6 +87,15 @@ def percentile_grid(
     z[:, :, dims[0]] = cols[None, :]
     z[:, :, dims[1]] = rows[:, None]
     return z.reshape(n * n, model.z_dim).to(device), cols, rows
+
+
+def check_dims(dims: Sequence[int], z_dim: int) -> None:
+    """Refuse latent coordinates ``dims`` that are not two different ones of ``0..z_dim-1``."""
+    if len(set(dims)) != len(dims) or not all(0 <= d < z_dim for d in dims):
+        raise ValueError(
+            f"--dims {' '.join(map(str, dims))}: give two different latent coordinates among "
+            f"0..{z_dim - 1} (z_dim is {z_dim})"
+        )
 
 
 def lerp(a: Tensor, b: Tensor, steps: int) -> Tensor:

@@ -29,20 +29,34 @@ CONFIGS = (ModelConfig, TrainConfig)
 
 class Count(argparse.Action):
     """A count option of a command or experiment (``--n``, ``--samples``, ``--steps``, ...):
-    ``add_argument("--n", action=Count, least=1, ...)`` declares it, and a value below
-    ``least`` (any one of several, with ``nargs``) is refused as it is parsed, in the line the
-    Python API gives for the same count (:func:`pyro_vae.applied.check_count`)."""
+    ``add_argument("--n", action=Count, least=1, most=100, ...)`` declares it, and a value
+    below ``least`` or above ``most`` (any one of several, with ``nargs``) is refused as it is
+    parsed, in the line the Python API gives for the same count
+    (:func:`pyro_vae.applied.check_count`). ``most`` bounds the counts of a figure (images per
+    side, rows), which past it would be unreadable and could exhaust memory."""
 
-    def __init__(self, option_strings: list[str], dest: str, least: int = 1, **kwargs: Any):
+    def __init__(
+        self,
+        option_strings: list[str],
+        dest: str,
+        least: int = 1,
+        most: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("type", int)
         super().__init__(option_strings, dest, **kwargs)
-        self.least = least
+        self.least, self.most = least, most
 
     def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
         for value in values if isinstance(values, list) else [values]:
-            if value < self.least:
+            if value < self.least and self.most is None:
                 raise ValueError(
                     f"{option_string} must be a whole number >= {self.least}; got {value}"
+                )
+            if self.most is not None and not self.least <= value <= self.most:
+                raise ValueError(
+                    f"{option_string} must be a whole number from {self.least} to {self.most}; "
+                    f"got {value}"
                 )
         setattr(namespace, self.dest, values)
 

@@ -296,6 +296,7 @@ def _bad_checkpoint(good: Path, folder: Path, case: str) -> tuple[Path, str]:
         return folder / "dir.pt", "no checkpoint at"
     if case == "empty file":
         path.write_bytes(b"")
+        return path, "is empty, not a checkpoint: pass the checkpoint.pt"
     elif case == "truncated early":
         path.write_bytes(raw[:100])
     elif case == "truncated half":
@@ -304,8 +305,10 @@ def _bad_checkpoint(good: Path, folder: Path, case: str) -> tuple[Path, str]:
         path.write_bytes(raw[:-10])
     elif case == "random bytes":
         path.write_bytes(np.random.default_rng(0).bytes(5000))
+        return path, "is a file of unknown kind, not a checkpoint"
     elif case == "text file":
         path.write_text("model weights go here\n")
+        return path, "is a text file, not a checkpoint"
     elif case == "foreign torch file":
         torch.save({"state_dict": {"w": torch.ones(2)}}, path)
         return path, "not a 'pyro-vae checkpoint v1' file"
@@ -484,7 +487,10 @@ APPLY_CASES = [
     (["sample", "--n", "100000000000"], r"100000000000 draws need .* GiB of memory.*fewer"),
     (["reconstruct", "--input", "test", "--n", "0"], r"--n must be a whole number >= 1; got 0"),
     (["reconstruct", "--input", "test", "--n", "-1"], r"--n must be a whole number >= 1"),
-    (["interpolate", "A", "B", "--steps", "0"], r"--steps must be a whole number >= 1; got 0"),
+    (
+        ["interpolate", "A", "B", "--steps", "0"],
+        r"--steps must be a whole number from 1 to 1000; got 0",
+    ),
     (["evaluate", "--json", "{afile}/x.json"], r"afile is a file, not a folder: give another"),
     (["evaluate", "--json", "{tmp}"], r"is a folder: give a file name"),
     (["encode", "--out", "{afile}/codes.npz"], r"afile is a file, not a folder"),
@@ -607,7 +613,67 @@ EXPERIMENT_COUNTS = [
 def test_experiment_count_options_are_one_line(name, flag, value, least, capsys, tmp_path):
     values = [value, "3"] if flag in ("--dims", "--seeds", "--budgets", "--z-dims") else [value]
     argv = ["run", name, flag, *values, "--out", str(tmp_path / "out")]
-    refused(capsys, argv, rf"{flag} must be a whole number >= {least}; got {value}$", tmp_path)
+    line = rf"{flag} must be a whole number (>= {least}|from {least} to \d+); got {value}$"
+    refused(capsys, argv, line, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+# the counts of a figure have a most too: past it a figure is unreadable (and could exhaust
+# memory: 100,000 interpolation pairs)
+EXPERIMENT_MOSTS = [
+    ("interpolation", "--pairs", "100000", 100),
+    ("interpolation", "--steps", "101", 100),
+    ("samples", "--n", "1000", 100),
+    ("manifold", "--grid", "500", 100),
+    ("beta_vae", "--steps", "100000", 100),
+    ("training_gif", "--frames", "1001", 1000),
+    ("frey_faces", "--grid", "101", 100),
+    ("reconstructions", "--rows", "101", 100),
+]
+
+
+@pytest.mark.parametrize("name, flag, value, most", EXPERIMENT_MOSTS)
+def test_experiment_figure_counts_have_a_most(name, flag, value, most, capsys, tmp_path):
+    argv = ["run", name, flag, value, "--out", str(tmp_path / "out")]
+    line = rf"{flag} must be a whole number from \d to {most}; got {value}$"
+    refused(capsys, argv, line, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+# counts an experiment can only check against the run: the z_dim, the test set, the classes
+RUN_BOUNDS = [
+    (
+        ["manifold", "--dims", "0", "7"],
+        r"--dims 0 7: give two different latent coordinates among "
+        r"0\.\.2 \(z_dim is 3\)",
+    ),
+    (["manifold", "--dims", "1", "1"], r"--dims 1 1: give two different latent coordinates"),
+    (["samples", "--digits", "40"], r"--digits 40: the test set holds 32: ask for fewer"),
+    (
+        ["attribute_vectors", "--classes", "4", "99"],
+        r"--classes 4 99: no training datum has "
+        r"class 99 \(the classes are 0\.\.\d\): give two of those",
+    ),
+]
+
+
+@pytest.mark.parametrize("argv, message", RUN_BOUNDS, ids=lambda v: None)
+def test_experiment_counts_checked_against_the_run(argv, message, good_run, capsys, tmp_path):
+    name, *flags = argv
+    argv = ["run", name, "--checkpoint", str(good_run / "checkpoint.pt"), *flags]
+    refused(capsys, [*argv, "--out", str(tmp_path / "out")], message, good_run)
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_manifold_dims_are_checked_before_training(capsys, tmp_path):
+    argv = ["run", "manifold", "--dims", "0", "5", "--out", str(tmp_path / "out")]
+    refused(
+        capsys,
+        argv,
+        r"--dims 0 5: give two different latent coordinates among 0\.\.1 "
+        r"\(z_dim is 2\)",
+        tmp_path,
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -696,3 +762,33 @@ def test_a_users_loader_without_parameters_is_called_without_them(tmp_path, monk
 
     dataset = data.load("myloader:load", data_dir=tmp_path)
     assert dataset.name == "mine" and tuple(dataset.train.shape) == (30, 16)
+
+
+# the other files of a run folder, passed where the checkpoint belongs, are named for what they are
+FOREIGN_FILES = [
+    ("metrics.csv", r"is a CSV table \(metrics\.csv\?\), not a checkpoint"),
+    ("evaluation.json", r"is a JSON file, not a checkpoint"),
+    ("config.toml", r"is a text file, not a checkpoint"),
+    ("curves.png", r"is a PNG image, not a checkpoint"),
+    ("codes.npz", r"is a zip archive of z\.npy, .* \(an \.npz\?\), not a checkpoint"),
+    ("codes.npy", r"is a NumPy \.npy array, not a checkpoint"),
+    ("gz", r"is a gzip file, not a checkpoint"),
+]
+
+
+@pytest.mark.parametrize("name, message", FOREIGN_FILES)
+def test_a_run_folders_other_files_are_not_taken_for_a_checkpoint(
+    name, message, good_run, capsys, tmp_path
+):
+    if name == "codes.npz":
+        np.savez(tmp_path / name, z=np.zeros((2, 3)), z_loc=np.zeros((2, 3)))
+        path = tmp_path / name
+    elif name == "codes.npy":
+        np.save(tmp_path / name, np.zeros((2, 3)))
+        path = tmp_path / name
+    elif name == "gz":
+        path = tmp_path / "checkpoint.pt.gz"
+        path.write_bytes(gzip.compress((good_run / "checkpoint.pt").read_bytes()))
+    else:
+        path = good_run / name
+    refused(capsys, ["evaluate", str(path)], message, good_run, tmp_path)
