@@ -11,7 +11,6 @@ binarizes.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from torch import Tensor
 
 from . import data, evaluate
 from .data.imagefiles import check_memory
+from .registry import check_count
 
 
 def as_images(x: Any, image_shape: tuple[int, ...], what: str = "x") -> Tensor:
@@ -165,10 +165,3 @@ class Applied:
         samples = check_count(samples, "samples")
         view = self._view(x, labels)
         return evaluate.log_likelihood(self.model, self.guide, view, samples, progress=False)
-
-
-def check_count(n: Any, what: str, least: int = 1) -> int:
-    """``n`` as an int if it is a whole number >= ``least``, else one line naming ``what``."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < least:
-        raise ValueError(f"{what} must be a whole number >= {least}; got {n!r}")
-    return int(n)

@@ -81,14 +81,11 @@ def trained_run(
         _hold(out)
     else:
         out = output_folder(args, name)
-        created = not out.exists()
         _hold(out)
         try:
             run = train_variant(args, out, hooks=hooks)
         except BaseException:
             _let_go(out)
-            if created and out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
             raise
     out.mkdir(parents=True, exist_ok=True)
     return run, out
@@ -105,19 +102,20 @@ def _hold(out: Path) -> None:
 
 
 def _let_go(out: Path) -> None:
-    lock, _ = _held.pop(out.resolve(), (None, False))
-    if lock is not None:
-        lock.release()
+    """Release ``out``; a folder this process made and left empty (a refused or interrupted
+    experiment) is removed."""
+    lock, made = _held.pop(out.resolve(), (None, False))
+    if lock is None:
+        return
+    lock.release()
+    if made and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def let_go_all() -> None:
-    """Let go of the folders of an experiment that stopped before :func:`done` (refused or
-    interrupted), removing those it made and left empty."""
+    """Let go of the folders of an experiment that stopped before :func:`done`."""
     for folder in list(_held):
-        lock, made = _held.pop(folder)
-        lock.release()
-        if made and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+        _let_go(folder)
 
 
 def train_variant(

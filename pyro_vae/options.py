@@ -23,6 +23,7 @@ from typing import Any
 
 from . import configfile
 from .config import RESUMABLE, ModelConfig, TrainConfig, config_fields
+from .registry import check_count
 
 CONFIGS = (ModelConfig, TrainConfig)
 
@@ -32,7 +33,7 @@ class Count(argparse.Action):
     ``add_argument("--n", action=Count, least=1, most=100, ...)`` declares it, and a value
     below ``least`` or above ``most`` (any one of several, with ``nargs``) is refused as it is
     parsed, in the line the Python API gives for the same count
-    (:func:`pyro_vae.applied.check_count`). ``most`` bounds the counts of a figure (images per
+    (:func:`pyro_vae.registry.check_count`). ``most`` bounds the counts of a figure (images per
     side, rows), which past it would be unreadable and could exhaust memory."""
 
     def __init__(
@@ -49,15 +50,7 @@ class Count(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
         for value in values if isinstance(values, list) else [values]:
-            if value < self.least and self.most is None:
-                raise ValueError(
-                    f"{option_string} must be a whole number >= {self.least}; got {value}"
-                )
-            if self.most is not None and not self.least <= value <= self.most:
-                raise ValueError(
-                    f"{option_string} must be a whole number from {self.least} to {self.most}; "
-                    f"got {value}"
-                )
+            check_count(value, option_string, self.least, self.most)
         setattr(namespace, self.dest, values)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import field
 from importlib import metadata
@@ -137,6 +138,17 @@ def non_negative(config: object, *names: str) -> None:
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+
+
+def check_count(n: Any, what: str, least: int = 1, most: int | None = None) -> int:
+    """``n`` as an int if it is a whole number >= ``least`` (and <= ``most``), else one line
+    naming ``what``: an argument of the Python API, or an option (:class:`~.options.Count`)."""
+    whole = not isinstance(n, bool) and isinstance(n, numbers.Integral)
+    if most is not None and not (whole and least <= n <= most):
+        raise ValueError(f"{what} must be a whole number from {least} to {most}; got {n!r}")
+    if not whole or n < least:
+        raise ValueError(f"{what} must be a whole number >= {least}; got {n!r}")
+    return int(n)
 
 
 def unknown(what: str, name: str, choices: Iterable[str]) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -29,7 +28,7 @@ from .data import TrainingData
 from .data.dataset import validation_split
 from .evaluate import Data
 from .figures import write_figures
-from .kinds import ModelKind, kind_of
+from .kinds import ModelKind, build_in_memory, kind_of
 from .likelihoods import accepts_grey_levels
 from .loggers import MLflow, TensorBoard
 from .resume import check_same_data, log_changes, resumed_configs
@@ -144,24 +143,6 @@ def data_budget(train_config: TrainConfig, device: torch.device) -> float | None
         free, _ = torch.cuda.mem_get_info(device)
         return free / 2
     return None
-
-
-def build_in_memory(kind: Any, model_config: ModelConfig) -> tuple[Any, Any]:
-    """The kind's model and guide, or one line where their weights do not fit in memory (an
-    MLP on large images: its first layer has C*H*W times --hidden[0] weights, checked by
-    :func:`pyro_vae.nets.linear` before it is allocated; this catches the rest)."""
-    fix = "use a smaller --image-size, narrower --hidden layers, or --net conv"
-    try:
-        return kind.build(model_config)
-    except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and "allocate" not in str(e):
-            raise
-        shape = " x ".join(map(str, model_config.image_shape))
-        asked = re.search(r"allocate (\d+) bytes", str(e))
-        size = f" (one of its layers needs {int(asked[1]) / 2**30:,.1f} GiB)" if asked else ""
-        raise ValueError(
-            f"the model for {shape} images does not fit in memory{size}: {fix}"
-        ) from None
 
 
 def build(

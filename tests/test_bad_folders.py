@@ -22,8 +22,8 @@ from PIL import Image
 from pyro_vae import config as config_module
 from pyro_vae import data
 from pyro_vae import run as runs
+from pyro_vae.data import cache, imagefiles
 from pyro_vae.data import files as files_module
-from pyro_vae.data import imagefiles
 from tests.test_bad_inputs import refused, snapshot
 
 TRAIN = ["--net", "mlp", "--epochs", "1", "--no-progress", "--ll-samples", "0"]
@@ -31,7 +31,7 @@ TRAIN = ["--net", "mlp", "--epochs", "1", "--no-progress", "--ll-samples", "0"]
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / "cache"))
 
 
 def _grey(path: Path, value: int | np.ndarray, size=(6, 6)) -> Path:
@@ -405,7 +405,7 @@ def test_the_stream_is_keyed_by_every_byte(tmp_path):
     x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (256, 1, 4, 4), np.uint8))
     swapped = x.clone()
     swapped[[5, 201]] = x[[201, 5]]  # same sum, shape and every 4th row (the old key)
-    first, second = imagefiles.stream(x), imagefiles.stream(swapped)
+    first, second = cache.stream(x), cache.stream(swapped)
     assert torch.equal(first, x) and torch.equal(second, swapped)
     assert len(list((tmp_path / "cache").glob("stream-*"))) == 2
 
@@ -425,10 +425,10 @@ def test_an_entry_written_meanwhile_by_another_process_is_used(tmp_path, capsys)
     arrays = {"images": np.arange(12, dtype=np.uint8).reshape(3, 1, 2, 2)}
 
     def make_while_another_writes() -> dict[str, np.ndarray]:
-        imagefiles.cached("k", lambda: arrays, "race")  # the other process finishes first
+        cache.cached("k", lambda: arrays, "race")  # the other process finishes first
         return {"images": arrays["images"].copy()}
 
-    got = imagefiles.cached("k", make_while_another_writes, "race")
+    got = cache.cached("k", make_while_another_writes, "race")
     assert np.array_equal(got["images"], arrays["images"])
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["race-k"]  # no temporary left
 
@@ -483,7 +483,7 @@ def test_a_damaged_cache_entry_is_rebuilt_with_a_note(how, tmp_path, capsys):
 
 def test_an_unwritable_cache_keeps_the_images_in_memory(tmp_path, monkeypatch, capsys):
     (tmp_path / "blocker").write_text("a file, not a folder")
-    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "blocker"))
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / "blocker"))
     root = tmp_path / "pics"
     for i in range(4):
         _grey(root / f"{i}.png", 10 * i)
@@ -491,7 +491,7 @@ def test_an_unwritable_cache_keeps_the_images_in_memory(tmp_path, monkeypatch, c
     assert sorted(torch.cat([ds.train, ds.test])[:, 0, 0, 0].tolist()) == [0, 10, 20, 30]
     assert "could not be written" in capsys.readouterr().err
     x = torch.zeros(3, 1, 2, 2, dtype=torch.uint8)
-    assert torch.equal(imagefiles.stream(x), x)
+    assert torch.equal(cache.stream(x), x)
 
 
 # -- arrays: damaged, pickled, half-named or empty files ----------------------------------------

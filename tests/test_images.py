@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 
 from pyro_vae import data
-from pyro_vae.data import imagefiles
+from pyro_vae.data import cache, imagefiles
 from tests.conftest import needs_shared
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / "cache"))
 
 
 def _write(path, array):

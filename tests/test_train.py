@@ -283,9 +283,9 @@ def test_colour_folder_trains_a_conv_vae_with_bits_per_dim(tmp_path, monkeypatch
     bits/dim in evaluation.json, colour figures."""
     from PIL import Image
 
-    from pyro_vae.data import imagefiles
+    from pyro_vae.data import cache
 
-    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     for c in range(2):
         for i in range(40):
@@ -317,9 +317,9 @@ def test_colour_folder_trains_a_conv_vae_with_bits_per_dim(tmp_path, monkeypatch
 def test_streaming_from_a_memory_mapped_file_matches_the_in_memory_path(
     small_config, tmp_path, monkeypatch, capsys
 ):
-    from pyro_vae.data import imagefiles
+    from pyro_vae.data import cache
 
-    monkeypatch.setenv(imagefiles.CACHE_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / "cache"))
     config = replace(small_config, ll_samples=0)
     in_memory, _ = runs.train(SMALL, config, tmp_path / "a", progress=False)
     streamed, _ = runs.train(

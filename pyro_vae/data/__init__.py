@@ -31,6 +31,7 @@ from .batching import (
     num_data,
     prepare,
 )
+from .cache import stream
 from .celeba import load_celeba, load_celeba_folder
 from .dataset import (
     TEST_FRACTION,
@@ -56,7 +57,7 @@ from .idx import (
     load_mnist,
     read_idx,
 )
-from .imagefiles import DataError, stream
+from .imagefiles import DataError
 from .sources import (
     CACHE_DIR,
     DATASETS,

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from . import imagefiles
+from .cache import cached
 from .dataset import Dataset, split
 from .imagefiles import DataError, Decoded
 from .sources import DATASETS, SOURCES, search
@@ -150,7 +151,7 @@ def _decode(folder: Path, files: list[str], size: int, cache: bool = True) -> De
         key = imagefiles.fingerprint(
             folder, paths, size=size, crop=CELEBA_CROP, attributes=len(files)
         )
-        arrays = imagefiles.cached(key, make, "celeba")
+        arrays = cached(key, make, "celeba")
     else:
         arrays = make()
     return Decoded(arrays["images"], None, (), tuple(files))

@@ -20,7 +20,8 @@ from torch import Tensor
 from .. import checkpoint
 from ..inputs import as_input, chw
 from ..registry import one_of
-from .imagefiles import DataError, check_image_size, stream
+from .cache import stream
+from .imagefiles import DataError, check_image_size
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import dsprites
-from . import imagefiles
+from .cache import cached
 from .dataset import Dataset
 from .imagefiles import DataError
 from .sources import DATASETS, search
@@ -101,7 +101,7 @@ def load_dsprites(data_dir: str | os.PathLike | None = None) -> Dataset:
             return {"images": images, "factors": factors}
 
         key = f"v2-r{dsprites.RADIUS:g}-c{dsprites.FIRST_CENTRE}"
-        arrays = imagefiles.cached(key, make, "dsprites")
+        arrays = cached(key, make, "dsprites")
         images, factors = arrays["images"], arrays["factors"]
         source = "re-rendered by pyro_vae.dsprites (not DeepMind's file)"
     with warnings.catch_warnings():  # the cache is read-only on purpose: batches only read it

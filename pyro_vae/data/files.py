@@ -93,7 +93,7 @@ def load_folder(path: str | os.PathLike, image_size: int | None = None, seed: in
     over the classes). With ``image_size``, each image is centre-cropped to a square and
     resized to S x S. Symbolic links are followed, each file once (no image is both trained
     and tested on). Decoded once, then read from the cache
-    (:func:`pyro_vae.imagefiles.cache_dir`)."""
+    (:func:`pyro_vae.data.cache.cache_dir`)."""
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
         raise DataError(

@@ -1,12 +1,10 @@
 """Image files and arrays -> uint8 images (N, C, H, W): a folder of PNG/JPEG files, ``.npy`` /
 ``.npz`` arrays, with a decoded cache (CelebA's files: :mod:`pyro_vae.data.celeba`).
 
-Decoding tens of thousands of JPEGs happens once: the decoded uint8 array is cached under
-``$PYRO_VAE_CACHE`` (default ``~/.cache/pyro-vae/images``), keyed by a SHA-256 of the files'
-bytes (and their relative paths and the requested size), so any change to a file, even one that
-keeps its size and modification time, is decoded again. Nothing is written into the user's
-data folder. A damaged cache entry is rebuilt with a note on stderr, never read; where the cache
-cannot be written, the decoded images are used from memory, with a note.
+Decoding tens of thousands of JPEGs happens once: the decoded uint8 array is cached
+(:mod:`pyro_vae.data.cache`), keyed by a SHA-256 of the files' bytes (and their relative paths
+and the requested size), so any change to a file, even one that keeps its size and
+modification time, is decoded again. Nothing is written into the user's data folder.
 
 Folders are walked following symbolic links, each file once: a file reached twice (through a
 link, or a hard link) counts once, a link back to a folder that holds it is refused.
@@ -17,26 +15,21 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
-import json
 import os
 import re
-import shutil
 import stat
 import sys
-import tempfile
 import warnings
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
+
+from .cache import cache_key, cached
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-CACHE_VAR = "PYRO_VAE_CACHE"
-CACHE_VERSION = 2  # 2: keyed by the files' bytes; 16-bit, palette and alpha converted anew
 
 FileId = tuple[int, int]  # (device, inode): the same file, whatever the path to it
 
@@ -44,13 +37,6 @@ FileId = tuple[int, int]  # (device, inode): the same file, whatever the path to
 class DataError(RuntimeError):
     """A data file is missing, truncated or malformed, or images cannot become a data set (one
     line: what, where, the fix). Also ``pyro_vae.data.DataError``."""
-
-
-def cache_dir() -> Path:
-    """Where decoded image folders are cached: ``$PYRO_VAE_CACHE``, else
-    ``~/.cache/pyro-vae/images``."""
-    env = os.environ.get(CACHE_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "pyro-vae" / "images"
 
 
 @dataclass(frozen=True)
@@ -474,90 +460,10 @@ def file_digests(files: Sequence[Path]) -> list[bytes]:
     return [hashlib.sha256(_read(p)).digest() for p in files]
 
 
-def _key(folder: Path, files: Sequence[Path], digests: Sequence[bytes], settings: dict) -> str:
-    h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **settings}, sort_keys=True).encode())
-    for p, d in zip(files, digests, strict=True):
-        h.update(f"{p.relative_to(folder)}\0".encode())
-        h.update(d)
-    return h.hexdigest()[:24]
-
-
 def fingerprint(folder: Path, files: Sequence[Path], **settings: object) -> str:
     """A key for the decoded contents of ``files``: a SHA-256 of their bytes and their paths
     relative to ``folder``, and the decoding ``settings``."""
-    return _key(folder, files, file_digests(files), settings)
-
-
-def _read_entry(entry: Path) -> dict[str, np.ndarray]:
-    """A cache entry's arrays, memory-mapped, checked against the shapes its ``done`` lists
-    (any fault raises)."""
-    try:
-        listed = json.loads((entry / "done").read_text())
-    except json.JSONDecodeError:
-        raise ValueError("its 'done' file is garbled") from None
-    if isinstance(listed, list):  # version 1: names only
-        listed = {k: None for k in listed}
-    if not isinstance(listed, dict) or not listed:
-        raise ValueError("its 'done' lists no arrays")
-    arrays = {}
-    for k, spec in listed.items():
-        a = np.load(entry / f"{k}.npy", mmap_mode="r", allow_pickle=False)
-        if spec is not None and [list(a.shape), a.dtype.str] != spec:
-            raise ValueError(f"{k}.npy is {a.dtype.str} {a.shape}, its 'done' says {spec}")
-        arrays[k] = a
-    return arrays
-
-
-def _write_entry(entry: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Save ``arrays`` as ``entry`` atomically: a half-written entry is never read."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}-"))
-    try:
-        for k, a in arrays.items():
-            np.save(tmp / f"{k}.npy", a, allow_pickle=False)
-        listed = {k: [list(a.shape), np.asarray(a).dtype.str] for k, a in arrays.items()}
-        (tmp / "done").write_text(json.dumps(listed))
-        try:
-            tmp.rename(entry)
-        except OSError:  # the entry is there: another process's, just written, or damaged
-            try:
-                _read_entry(entry)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return
-            except (OSError, ValueError, EOFError, TypeError, AttributeError):
-                shutil.rmtree(entry, ignore_errors=True)
-                tmp.rename(entry)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def cached(key: str, make: Callable[[], dict[str, np.ndarray]], name: str) -> dict[str, np.ndarray]:
-    """The arrays saved under ``key``, or ``make()``'s, saved there first (atomically: a
-    half-written entry is never read). Arrays are memory-mapped (``np.load(mmap_mode="r")``).
-    A damaged entry (a truncated or missing array, a garbled ``done``) is rebuilt, with a
-    note on stderr; where the cache cannot be written, ``make()``'s arrays are returned, with a
-    note."""
-    entry = cache_dir() / f"{name}-{key}"
-    damaged = ""
-    if (entry / "done").exists():
-        try:
-            return _read_entry(entry)
-        except (OSError, ValueError, EOFError, TypeError, AttributeError) as e:
-            damaged = f"{entry}: damaged cache entry ({e}): rebuilt"
-    arrays = make()
-    try:
-        _write_entry(entry, arrays)
-        written = _read_entry(entry)
-    except (OSError, ValueError, EOFError) as e:
-        print(
-            f"the cache could not be written in {entry.parent} ({getattr(e, 'strerror', 0) or e})"
-            f": the data are kept in memory; set ${CACHE_VAR} to a writable folder",
-            file=sys.stderr,
-        )
-        return arrays
-    print(damaged or f"decoded images cached in {entry}", file=sys.stderr)
-    return written
+    return cache_key(folder, files, file_digests(files), settings)
 
 
 def load_split(
@@ -579,7 +485,7 @@ def load_split(
         return out
 
     if digests is not None:
-        key = _key(folder, files, digests, {"size": size, "crop": crop, "classes": names})
+        key = cache_key(folder, files, digests, {"size": size, "crop": crop, "classes": names})
         arrays = cached(key, make, _slug(folder))
     else:
         arrays = make()
@@ -654,16 +560,3 @@ def as_labels(array: np.ndarray, n: int, where: str) -> np.ndarray:
     if n and a.min() < 0:
         raise DataError(f"{where}: labels must be >= 0; the smallest is {a.min()}")
     return a.astype(np.int64)
-
-
-def stream(x: Tensor) -> Tensor:
-    """``x`` as a CPU tensor over a memory-mapped file (in the image cache folder, named by a
-    SHA-256 of its bytes, shape and dtype): pages are read as batches touch them and the RAM
-    copy can go. Where the file cannot be written, ``x`` itself (with a note)."""
-    array = np.ascontiguousarray(x.cpu().numpy())
-    key = hashlib.sha256(repr((array.shape, array.dtype.str)).encode())
-    key.update(memoryview(array.reshape(-1)).cast("B"))
-    arrays = cached(key.hexdigest()[:24], lambda: {"train": array}, "stream")
-    with warnings.catch_warnings():  # read-only on purpose: batches only read it
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(arrays["train"])

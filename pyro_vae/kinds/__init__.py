@@ -6,7 +6,16 @@ tests and one README line; a kind outside this package is named by import path
 """
 
 from . import cvae, hvae, m2, vae
-from .base import KINDS, ModelKind, RunView, active_units, build, kind_of, register
+from .base import (
+    KINDS,
+    ModelKind,
+    RunView,
+    active_units,
+    build,
+    build_in_memory,
+    kind_of,
+    register,
+)
 
 __all__ = [
     "KINDS",
@@ -14,6 +23,7 @@ __all__ = [
     "RunView",
     "active_units",
     "build",
+    "build_in_memory",
     "cvae",
     "hvae",
     "kind_of",

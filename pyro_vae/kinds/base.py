@@ -14,6 +14,7 @@ and import no layer above.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -324,3 +325,21 @@ def _local(run: RunView) -> Any:
 
 
 __all__ = ["KINDS", "ModelKind", "RunView", "active_units", "build", "kind_of", "register"]
+
+
+def build_in_memory(kind: ModelKind, model_config: Any) -> tuple[Any, Any]:
+    """The kind's model and guide, or one line where their weights do not fit in memory (an
+    MLP on large images: its first layer has C*H*W times --hidden[0] weights, checked by
+    :func:`pyro_vae.nets.linear` before it is allocated; this catches the rest)."""
+    fix = "use a smaller --image-size, narrower --hidden layers, or --net conv"
+    try:
+        return kind.build(model_config)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        shape = " x ".join(map(str, model_config.image_shape))
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" (one of its layers needs {int(asked[1]) / 2**30:,.1f} GiB)" if asked else ""
+        raise ValueError(
+            f"the model for {shape} images does not fit in memory{size}: {fix}"
+        ) from None
