@@ -1,5 +1,5 @@
-"""Command line: ``pyro-vae train | evaluate | encode | decode | reconstruct | interpolate |
-sample | export | run`` (also ``python -m pyro_vae``)."""
+"""Command line: ``pyro-vae train | evaluate | features | encode | decode | reconstruct |
+interpolate | sample | export | run`` (also ``python -m pyro_vae``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from . import __version__, checkpoint, cli_apply, data, distributed, evaluate, experiment, runtime
+from . import (
+    __version__,
+    checkpoint,
+    cli_apply,
+    data,
+    distributed,
+    evaluate,
+    experiment,
+    quality,
+    runtime,
+)
 from . import run as runs
 from .config import ModelConfig, TrainConfig, from_dict
 from .options import (
@@ -24,6 +34,7 @@ from .options import (
     configs_from_args,
     print_config_if_asked,
 )
+from .quality import features
 from .registry import unknown
 from .runfolder import format_summary, load_checkpoint, write_json
 from .runtime import DeviceError
@@ -94,13 +105,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         cli_apply.check_output(json_path, "--json")
     run = _load(args, dataset=True)
     result = runs.evaluation(run, _test_data(run, args.test_size), args.samples)
+    if args.quality:
+        result["quality"] = quality.score(run, args.features, args.quality_samples)
     line = format_summary(result, run.kind)
-    if args.samples == 0:
+    if args.samples == 0 and "log_likelihood_skipped" not in result:
         line += " (no log p(x): --samples 0)"
     print(line)
+    if args.quality:
+        print(quality.summary(result["quality"]))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_path, result)
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    dataset = data.load(args.dataset, args.data_dir, args.image_size)
+    device = runtime.resolve_device(args.device)
+    _, info, path = features.trained(dataset, args.epochs, device=device, retrain=args.retrain)
+    print(
+        f"feature network of {data.short_name(dataset.name)} ({info['task']}): test accuracy "
+        f"{info['test_accuracy']:.4f} (majority {info['majority_accuracy']:.4f}); {path}"
+    )
 
 
 def experiments_folder() -> Path | None:
@@ -208,8 +233,48 @@ def parser() -> argparse.ArgumentParser:
         help="score the test split of another data set of the run's shape (--dataset SPEC) on "
         "purpose: no fingerprint check; the output and JSON say so",
     )
+    e.add_argument(
+        "--quality",
+        action="store_true",
+        help="also score sample quality: Fréchet distance, precision/recall and sharpness of "
+        "prior samples and reconstructions (see --features)",
+    )
+    e.add_argument(
+        "--features",
+        default="auto",
+        metavar="SPEC",
+        help="features of --quality: auto (a classifier of the run's data, trained once and "
+        "cached: pyro-vae features), inception:PATH (pytorch-fid's weights: FID), or a "
+        "TorchScript file mapping images (n, C, H, W) in [0, 1] to features",
+    )
+    e.add_argument(
+        "--quality-samples",
+        action=Count,
+        least=quality.K + 1,
+        most=100_000,
+        default=quality.DEFAULT_N,
+        help="generated and real images per --quality score (compare scores at equal N)",
+    )
     e.add_argument("--json", default=None, help="also write the numbers to this file")
     e.set_defaults(func=cmd_evaluate)
+    f = sub.add_parser(
+        "features",
+        help="train (once) and cache the feature network of a data set for --quality",
+        **fmt,
+    )
+    f.add_argument("--dataset", default="mnist", metavar="SPEC", help="data set, as for train")
+    f.add_argument("--data-dir", default=None, help="folder holding the data sets")
+    f.add_argument("--image-size", action=Count, default=None, help="images S x S, as for train")
+    f.add_argument(
+        "--epochs",
+        action=Count,
+        most=1000,
+        default=features.EPOCHS,
+        help="training epochs (a cached network of other epochs is trained again)",
+    )
+    f.add_argument("--retrain", action="store_true", help="train again even if cached")
+    f.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda[:N]")
+    f.set_defaults(func=cmd_features)
     cli_apply.add_commands(with_checkpoint, where_data, _load)
     r = sub.add_parser(
         "run", help="run an experiment script: pyro-vae run NAME [its options]", add_help=False

@@ -141,6 +141,7 @@ LAYERS = [
         "latent",
         "plots",
         "kinds",
+        "quality",
         "traced",
         "dsprites",
         "disentanglement",

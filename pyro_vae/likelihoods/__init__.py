@@ -31,7 +31,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
-from .registry import Registry
+from ..registry import Registry
 
 LikelihoodLike = Callable[[Tensor], Distribution]
 
