@@ -4,8 +4,10 @@
 
 Two rows by default (``--nets``): the default VAE (784-500-500-50, batch 128) and a small net
 whose step is bound by per-step overhead (784-64-64-8, batch 32, 10,000 digits), which is what
-a GPU sees; ``--hidden``/``--z-dim``/``--batch-size``/``--train-size`` measure one custom row.
-On CUDA the device's name is printed with each row.
+a GPU sees; ``--nets vaegan`` adds the conv VAE-GAN (``--likelihood vaegan --net conv``, z 32,
+batch 64, 10,000 grey-level digits) against :class:`handwritten.HandWrittenVAEGAN`.
+``--hidden``/``--z-dim``/``--batch-size``/``--train-size`` change one row (the one ``--nets``
+names, else the default). On CUDA the device's name is printed with each row.
 
 Both train on the same data set (one tensor on the device, dynamic binarization, batches sliced
 from a per-epoch permutation: batch preparation is timed on both sides), interleaved epoch by
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from handwritten import HandWrittenVAE
+from handwritten import HandWrittenVAE, HandWrittenVAEGAN
 
 from pyro_vae import data
 from pyro_vae.config import ModelConfig, TrainConfig
@@ -54,11 +56,20 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 # the rows measured by default: the default VAE, and a small net whose step is bound by
-# per-step overhead (what a GPU sees for every net of the default's size)
+# per-step overhead (what a GPU sees for every net of the default's size); and on request the
+# conv VAE-GAN (hidden: the width of its dense layers)
 NETS = {
     "default": {"hidden": [500, 500], "z_dim": 50, "batch_size": 128, "train_size": None},
     "small": {"hidden": [64, 64], "z_dim": 8, "batch_size": 32, "train_size": 10000},
+    "vaegan": {
+        "hidden": [256],
+        "z_dim": 32,
+        "batch_size": 64,
+        "train_size": 10000,
+        "vaegan": True,
+    },
 }
+DEFAULT_ROWS = ["default", "small"]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -71,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument(
         "--nets",
         nargs="+",
-        default=list(NETS),
+        default=DEFAULT_ROWS,
         choices=list(NETS),
         help="rows to measure (each: " + "; ".join(f"{k}: {v}" for k, v in NETS.items()) + ")",
     )
@@ -92,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for k in ("hidden", "z_dim", "batch_size", "train_size")
         if getattr(args, k) is not None
     }
-    rows = {"custom": {**NETS["default"], **custom}} if custom else {n: NETS[n] for n in args.nets}
+    base = args.nets[0] if len(args.nets) == 1 else "default"
+    rows = {"custom": {**NETS[base], **custom}} if custom else {n: NETS[n] for n in args.nets}
     return {name: measure(args, device, full, **net) for name, net in rows.items()}
 
 
@@ -104,27 +116,43 @@ def measure(
     z_dim: int,
     batch_size: int,
     train_size: int | None,
+    vaegan: bool = False,
 ) -> dict:
-    """One row: pyro-vae and the hand-written VAE of one architecture, interleaved."""
+    """One row: pyro-vae and the hand-written VAE (or VAE-GAN: grey levels, no binarization)
+    of one architecture, interleaved."""
     set_seed(args.seed)
     ds = full.subset(train_size).to(device)
     train = ds.train
     model_config = ModelConfig(
-        x_dim=ds.x_dim, z_dim=z_dim, hidden=tuple(hidden), activation=args.activation
+        x_dim=ds.x_dim,
+        z_dim=z_dim,
+        hidden=tuple(hidden),
+        activation=args.activation,
+        **(
+            {"net": "conv", "likelihood": "vaegan", "image_shape": ds.image_shape} if vaegan else {}
+        ),
     )
     train_config = TrainConfig(
         batch_size=batch_size, elbo=args.elbo, step=args.step, device=str(device)
     )
     model, guide = build(model_config)
     trainer = Trainer(model.to(device), guide.to(device), train_config, device)
-    vae = HandWrittenVAE(ds.x_dim, z_dim, hidden, args.activation).to(device)
-    opt = vae.optimizer(train_config.lr)
+    if vaegan:
+        twin = HandWrittenVAEGAN(ds.image_shape, z_dim, hidden[0], args.activation).to(device)
+        opts = twin.optimizers(train_config.lr)
+        train = data.as_input(train)  # grey levels in [0, 1], as both sides read them
+    else:
+        vae = HandWrittenVAE(ds.x_dim, z_dim, hidden, args.activation).to(device)
+        opt = vae.optimizer(train_config.lr)
 
     def ours() -> None:
-        trainer.fit(train, trainer.epoch + 1, dynamic=True, progress=False)
+        trainer.fit(train, trainer.epoch + 1, dynamic=not vaegan, progress=False)
 
     def theirs() -> None:
-        vae.train_epoch(opt, train, batch_size, dynamic=True)
+        if vaegan:
+            twin.train_epoch(opts, train, batch_size)
+        else:
+            vae.train_epoch(opt, train, batch_size, dynamic=True)
 
     for _ in range(args.warmup_epochs):
         ours()
@@ -141,7 +169,11 @@ def measure(
         "device": str(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "architecture": f"{ds.x_dim}-{'-'.join(map(str, hidden))}-{z_dim}",
+        "architecture": (
+            f"conv VAE-GAN {'x'.join(map(str, ds.image_shape))}-{hidden[0]}-{z_dim}"
+            if vaegan
+            else f"{ds.x_dim}-{'-'.join(map(str, hidden))}-{z_dim}"
+        ),
         "batch_size": batch_size,
         "train_size": train.shape[0],
         "elbo": args.elbo,

@@ -173,7 +173,10 @@ def log_likelihood(
     """Importance-sampled estimate of log p(x) per datum (nats), shape (len(x),); of
     log p(x | y) when ``x`` is the tuple ``(x, y)`` of the conditional VAE.
 
-    ``progress``: show a progress bar (default: only when stderr is a terminal)."""
+    ``progress``: show a progress bar (default: only when stderr is a terminal). A model whose
+    likelihood is not a normalised density (:func:`normalised`) is refused: it has no p(x)."""
+    if not normalised(model):
+        raise ValueError(f"{not_a_density(model)}: score it with its pseudo-ELBO (evaluate.elbo)")
     check_data(model, x)
     fixed_mmap_threshold()
     if point_estimate(guide, x):
@@ -201,6 +204,22 @@ def log_likelihood(
     return torch.cat(out)
 
 
+def normalised(model: nn.Module) -> bool:
+    """Whether the model's likelihood is a normalised density (or mass) of x: False for the
+    pseudo-likelihoods (MS-SSIM, feature matching), which set ``normalised = False``; their
+    ELBO is a pseudo-ELBO and no log p(x) or bits per dimension are defined."""
+    return bool(getattr(getattr(model, "likelihood", None), "normalised", True))
+
+
+def not_a_density(model: nn.Module) -> str:
+    """Why a model with a pseudo-likelihood has no log p(x), in words."""
+    name = type(model.likelihood).__name__
+    return (
+        f"the {name} likelihood is not a normalised density of x (a pseudo-likelihood): the "
+        "ELBO is a pseudo-ELBO and no log p(x) is defined"
+    )
+
+
 def bits_per_dim(nats: float, x_dim: int, levels: int | None = 256) -> float:
     """Bits per dimension of 8-bit data from -log p(x) in nats per datum. A likelihood over
     the 256 levels (``levels=256``) gives probability masses, converted as they are; for a
@@ -216,7 +235,8 @@ def summary(
 ) -> dict[str, float]:
     """Test ELBO and log p(x) (mean and standard error over data), nats per datum. In a
     distributed run each rank scores its shard of ``x`` and the per-datum values are gathered,
-    so every rank returns the numbers of the whole of ``x``. ``num_samples`` 0 skips log p(x)."""
+    so every rank returns the numbers of the whole of ``x``. ``num_samples`` 0 skips log p(x),
+    as does a pseudo-likelihood (:func:`normalised`), whose ELBO is labelled a pseudo-ELBO."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
         raise ValueError(
             f"samples must be a whole number >= 0 (0: no log p(x)); got {num_samples!r}"
@@ -235,7 +255,13 @@ def summary(
         "n_data": n,
         "elbo": distributed.all_sum(total.to(device)).item() / n,
     }
-    if num_samples > 0 and not point_estimate(guide, x):
+    if not normalised(model):
+        result |= {
+            "normalised_likelihood": False,
+            "elbo_kind": "pseudo-ELBO",
+            "log_likelihood_skipped": not_a_density(model),
+        }
+    elif num_samples > 0 and not point_estimate(guide, x):
         ll = distributed.gather(log_likelihood(model, guide, x, num_samples))
         result |= {
             "log_likelihood": ll.mean().item(),

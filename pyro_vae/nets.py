@@ -84,13 +84,15 @@ class MLP(nn.Sequential):
         out_dim: int,
         act: str = "elu",
         batch_norm: bool = False,
+        centred: bool = False,
     ) -> None:
         layers = list(hidden_layers(in_dim, hidden, act, batch_norm))
         super().__init__(*layers, linear(([in_dim, *hidden])[-1], out_dim))
         self.in_dim, self.out_dim = in_dim, out_dim
+        self.centred = centred  # reads 2x - 1 for data x in [0, 1]
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x)
+        return super().forward(2 * x - 1 if self.centred else x)
 
 
 class ConditionalMLP(nn.Module):
@@ -170,7 +172,7 @@ class ConvEncoder(nn.Module):
     (see :func:`conv_levels`; 2 for 28 x 28, 3 for 32 x 32, 4 for 64 x 64) with 32, 64, 128,
     256 channels, each followed by a residual block with ``residual``; then a hidden layer of
     ``hidden`` units. For 28 x 28 grey images this is the two-layer net of the earlier
-    releases (same parameter names)."""
+    releases (same parameter names). ``centred``: it reads 2x - 1 (data in [-1, 1])."""
 
     def __init__(
         self,
@@ -179,9 +181,11 @@ class ConvEncoder(nn.Module):
         hidden: int = 256,
         act: str = "elu",
         residual: bool = False,
+        centred: bool = False,
     ) -> None:
         super().__init__()
         self.image_shape = chw(image_shape)
+        self.centred = centred  # reads 2x - 1 for data x in [0, 1]
         levels = conv_levels(self.image_shape)
         layers: list[nn.Module] = []
         c_in = self.image_shape[0]
@@ -203,7 +207,8 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch = x.shape[:-1]
-        y = self.net(x.reshape(-1, *self.image_shape))
+        images = x.reshape(-1, *self.image_shape)
+        y = self.net(2 * images - 1 if self.centred else images)
         return y.reshape(*batch, self.out_dim)
 
 

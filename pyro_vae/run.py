@@ -317,6 +317,10 @@ def _train(
         check_same_data(saved, run.data, run.data_fingerprint)
         run.trainer.load_state_dict(saved["trainer"], str(ckpt_path))
         log_changes(out, run.trainer.epoch, changes)
+    else:  # pieces that read the data first (the perceptual likelihood's feature network)
+        for module in run.model.modules():
+            if callable(getattr(module, "on_data", None)):
+                module.on_data(run.data)
     for hook in hooks:
         if isinstance(hook, RunStartHook):
             hook.on_run_start(run)
@@ -459,8 +463,9 @@ def stopped_early(run: Run) -> bool:
 
 
 def eight_bit(run: Run) -> bool:
-    """Whether the run models 8-bit levels (scored in bits per dimension as well as nats)."""
-    return run.binarize == "none" and run.data.is_8bit
+    """Whether the run models 8-bit levels (scored in bits per dimension as well as nats) with a
+    normalised likelihood: a pseudo-likelihood's pseudo-ELBO has no bits per dimension."""
+    return run.binarize == "none" and run.data.is_8bit and evaluate.normalised(run.model)
 
 
 def finish(run: Run, out: Path, *loggers: TensorBoard | MLflow | None) -> dict[str, Any]:

@@ -362,8 +362,11 @@ def format_summary(result: dict[str, Any], kind: Any) -> str:
     other = " (other data than the run was trained on)" if result.get("other_data") else ""
     line = (
         f"{result['dataset']}{other} test ({result['n_data']} data, {result['binarization']} "
-        f"binarization, {result['epochs']} epochs): ELBO {result['elbo']:.2f} nats"
+        f"binarization, {result['epochs']} epochs): {result.get('elbo_kind', 'ELBO')} "
+        f"{result['elbo']:.2f} nats"
     )
+    if "log_likelihood_skipped" in result:
+        line += " (no log p(x): a pseudo-likelihood)"
     if "log_likelihood" in result:
         line += (
             f", log p(x{kind.conditioned_on}) {result['log_likelihood']:.2f} ± "

@@ -1,8 +1,10 @@
 """The one training routine: SVI on the ELBO of a (model, guide) pair.
 
 ``Trainer`` wraps ``elbo(model, guide)`` (Pyro's ``ELBOModule``: an ``nn.Module`` whose
-parameters are the model's and the guide's) and one fused torch Adam over all of them. The same
-model and guide also work with plain ``pyro.infer.SVI`` and a user's own optimizer.
+parameters are the model's and the guide's) and one fused torch Adam over all of them, except
+those of an :class:`Adversary` among the model's modules (VAE-GAN's discriminator), which its
+own Adam trains in a step beside the SVI step. The same model and guide also work with plain
+``pyro.infer.SVI`` and a user's own optimizer.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import pyro
@@ -62,6 +64,42 @@ class EpochHook(Protocol):
 Hook = StepHook | EpochHook  # a training hook has either method, or both
 
 
+@runtime_checkable
+class Adversary(Protocol):
+    """A module of the model trained *against* it, beside the SVI step, by an Adam of its own
+    (the discriminator of :class:`~pyro_vae.likelihoods.adversarial.VAEGAN`). The trainer finds
+    adversaries among ``model.modules()``, keeps their parameters out of the SVI optimizer and
+    their gradients off outside their own step, and per batch (``args``: what model and guide
+    are called with):
+
+    1. backpropagates the SVI loss (the ELBO, in which the adversary may define the likelihood);
+    2. adds the gradients of ``generator_loss`` (of the model's parameters: the adversary's take
+       none here) and steps the SVI optimizer;
+    3. steps the adversary's Adam (``adversary_lr``, ``adversary_betas``) on
+       ``discriminator_loss``, called after ``generator_loss`` on the same batch (it may reuse
+       what that drew).
+
+    Its optimizer's state is saved with the trainer's, so a run resumes exactly."""
+
+    adversary_lr: float
+    adversary_betas: tuple[float, float]
+
+    def adversary_parameters(self) -> list[nn.Parameter]: ...
+
+    def generator_loss(
+        self, model: nn.Module, guide: nn.Module, args: tuple[Tensor, ...]
+    ) -> Tensor: ...
+
+    def discriminator_loss(
+        self, model: nn.Module, guide: nn.Module, args: tuple[Tensor, ...]
+    ) -> Tensor: ...
+
+
+def adversaries(model: nn.Module) -> list[Adversary]:
+    """The :class:`Adversary` modules among ``model``'s, each once."""
+    return [m for m in model.modules() if isinstance(m, Adversary)]
+
+
 # the columns of every epoch's row (hooks may add their own after these)
 ROW = (
     "epoch",
@@ -100,7 +138,8 @@ class Trainer:
     """SVI for one (model, guide) pair: state, one epoch loop, and exact resume.
 
     Args:
-        model, guide: Pyro model and guide (``nn.Module`` s), already on ``device``.
+        model, guide: Pyro model and guide (``nn.Module`` s), already on ``device``; the
+            model's :class:`Adversary` modules are trained beside the SVI step (one process).
         config: learning rate, ELBO, particles, batch size.
         device: where the data and modules live.
     """
@@ -122,6 +161,14 @@ class Trainer:
             else None
         )
         self.world = distributed.world()
+        self.adversaries = adversaries(model)
+        if self.adversaries and self.world.size > 1:
+            raise ValueError(
+                f"{type(self.adversaries[0]).__name__} trains an adversary (a discriminator) "
+                "beside the SVI step, which is not wrapped for torchrun's processes: train it "
+                "in one process (without torchrun)"
+            )
+        held_out = {id(p) for a in self.adversaries for p in a.adversary_parameters()}
         self._ddp: nn.Module | None = None
         if self.world.size > 1:
             if not (self._differentiable and self.local_params):
@@ -136,11 +183,21 @@ class Trainer:
                 device_ids=[device.index] if device.type == "cuda" else None,
             )
         self.optimizer = torch.optim.Adam(
-            self.loss.parameters(),
+            [p for p in self.loss.parameters() if id(p) not in held_out],
             lr=config.lr,
             betas=config.adam_betas,
             fused=_fused_adam_ok(device),
         )
+        # the adversaries' own optimizers (their rates stay as built: no schedule, no --lr)
+        self.adversary_optimizers = [
+            torch.optim.Adam(
+                a.adversary_parameters(),
+                lr=a.adversary_lr,
+                betas=a.adversary_betas,
+                fused=_fused_adam_ok(device),
+            )
+            for a in self.adversaries
+        ]
         self.scheduler = make_scheduler(self.optimizer, config)
         # --clip-norm: what the optimizer steps; None keeps the step as it is without clipping
         self._clip = (
@@ -177,11 +234,22 @@ class Trainer:
             state["scheduler"] = {"state": self.scheduler.state_dict(), "lr": self.config.lr}
         if self.best is not None:
             state["best"] = dict(self.best)
+        if self.adversary_optimizers:
+            state["adversaries"] = [o.state_dict() for o in self.adversary_optimizers]
         return state
 
     def load_state_dict(self, state: dict[str, Any], path: str = "checkpoint") -> None:
         load_modules(self.loss, state["modules"], path)
         self.optimizer.load_state_dict(state["optimizer"])
+        saved = state.get("adversaries", [])
+        if len(saved) != len(self.adversary_optimizers):
+            raise ValueError(
+                f"{path} holds the optimizer states of {len(saved)} adversaries and this model "
+                f"has {len(self.adversary_optimizers)}: resume it with the model it was "
+                "trained with"
+            )
+        for optimizer, adversary_state in zip(self.adversary_optimizers, saved, strict=True):
+            optimizer.load_state_dict(adversary_state)
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"]["state"])
             # a changed --lr on resume scales the schedule (all of torch's used here are linear
@@ -391,32 +459,59 @@ class Trainer:
         # step here, and the data were checked against the likelihood's support up front.
         # the KL weight's handler only where it changes something: the default path stays lean
         kl_scale = self._kl_scale if self._kl_scale.scale != 1.0 else contextlib.nullcontext()
-        with pyro.validation_enabled(not self._validated), kl_scale:
-            if self.local_params is False and not self._compiled:
-                self._compile(*args)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self._ddp is not None:
-                try:
-                    scaled = self._ddp(*args)
-                    scaled.backward()  # DDP sums the ranks' gradients here
-                except RuntimeError as e:
-                    if distributed.communication_error(e):
-                        raise distributed.lost(e) from None
-                    raise
-                loss = scaled.detach() / self.world.size
-            elif self._differentiable:
-                loss = (self.traced or self.loss)(*args)
-                loss.backward()
-                loss = loss.detach()
-            else:
-                # Pyro 1.9.2's RenyiELBO has no differentiable_loss: it runs backward itself
-                value = self.elbo.loss_and_grads(self.model, self.guide, *args)
-                loss = torch.tensor(value, device=self.device)
-        self._validated = True
+        frozen = self._adversaries_frozen() if self.adversaries else contextlib.nullcontext()
+        with frozen:
+            with pyro.validation_enabled(not self._validated), kl_scale:
+                if self.local_params is False and not self._compiled:
+                    self._compile(*args)
+                self.optimizer.zero_grad(set_to_none=True)
+                if self._ddp is not None:
+                    try:
+                        scaled = self._ddp(*args)
+                        scaled.backward()  # DDP sums the ranks' gradients here
+                    except RuntimeError as e:
+                        if distributed.communication_error(e):
+                            raise distributed.lost(e) from None
+                        raise
+                    loss = scaled.detach() / self.world.size
+                elif self._differentiable:
+                    loss = (self.traced or self.loss)(*args)
+                    loss.backward()
+                    loss = loss.detach()
+                else:
+                    # Pyro 1.9.2's RenyiELBO has no differentiable_loss: it runs backward itself
+                    value = self.elbo.loss_and_grads(self.model, self.guide, *args)
+                    loss = torch.tensor(value, device=self.device)
+            self._validated = True
+            if self.adversaries:  # eager, also under the traced step: it replays the ELBO only
+                with pyro.validation_enabled(False):
+                    generator = [
+                        a.generator_loss(self.model, self.guide, args) for a in self.adversaries
+                    ]
+                    torch.stack(generator).sum().backward()
         if self._clip is not None:
             nn.utils.clip_grad_norm_(self._clip, self.config.clip_norm)  # type: ignore[arg-type]
         self.optimizer.step()
+        for adversary, optimizer in zip(self.adversaries, self.adversary_optimizers, strict=True):
+            optimizer.zero_grad(set_to_none=True)
+            with pyro.validation_enabled(False):
+                adversary.discriminator_loss(self.model, self.guide, args).backward()
+            optimizer.step()
         return loss
+
+    @contextlib.contextmanager
+    def _adversaries_frozen(self) -> Iterator[None]:
+        """The adversaries' parameters without gradients while the model's are computed: the
+        SVI loss and the generator terms train the model only, and the discriminator's weight
+        gradients are not computed for nothing."""
+        params = [p for a in self.adversaries for p in a.adversary_parameters()]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
 
     def _compile(self, *args: Tensor) -> None:
         """Trace a Jit ELBO on the first batch, then put the RNG state back: compiling runs

@@ -130,3 +130,21 @@ def test_scaling_benchmark_smoke(tiny_mnist_dir):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "samples/s" in lines[1] and len(lines) == 4  # header, title, one row per count
+
+
+def test_speed_benchmark_vaegan_row(tiny_mnist_dir):
+    done = speed(
+        "--data-dir",
+        str(tiny_mnist_dir),
+        "--nets",
+        "vaegan",
+        "--train-size",
+        "128",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "conv VAE-GAN 1x28x28-256-32, batch 64, 128 data, 2 steps/epoch" in done.stdout
+    assert done.stdout.count("ratio pyro-vae / hand-written") == 1

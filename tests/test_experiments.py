@@ -52,6 +52,7 @@ EXPERIMENTS = {
         "disentanglement.json",
         "disentanglement.md",
     ],
+    "sharp_samples": ["sharp_samples.png", "sharp_samples.json", "sharp_samples.md"],
     "semi_supervised": [
         "semi_supervised.json",
         "semi_supervised.md",

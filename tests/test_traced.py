@@ -21,7 +21,7 @@ from pyro_vae.runtime import fast_modules, module_local_params
 from pyro_vae.traced import THRASH_TRACES, TracedLoss, simplify
 from pyro_vae.train import Trainer
 
-from .test_combinations import DATA, incompatible
+from .test_combinations import DATA, incompatible, skipped
 from .test_kinds import tiny_dataset
 
 CPU = torch.device("cpu")
@@ -63,8 +63,9 @@ class _null:
 @pytest.mark.parametrize("prior", sorted(PRIORS))
 def test_the_traced_step_gives_pyros_loss_and_gradients(prior, likelihood, guide, objective):
     elbo_name, k, beta = OBJECTIVES[objective]
-    if incompatible(prior, guide, elbo_name):
-        pytest.skip("incompatible")
+    reason = skipped(prior, likelihood, guide, objective)
+    if incompatible(prior, guide, elbo_name) or reason:
+        pytest.skip(reason or "incompatible")
     torch.manual_seed(0)
     config = ModelConfig(
         x_dim=10, z_dim=2, hidden=(8,), prior=prior, likelihood=likelihood, guide=guide

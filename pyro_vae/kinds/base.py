@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -82,6 +83,7 @@ class ModelKind:
     conditioned_on: ClassVar[str] = ""  # e.g. " | y": what the log-likelihood is conditional on
     code_site: ClassVar[str] = "z"  # the latent site a plain array of codes is decoded as
     options: ClassVar[type | None] = None  # the dataclass of the options the kind brings
+    centres_inputs: ClassVar[bool] = False  # whether its networks take --centred
     # the column of the epoch's row --keep-best and --early-stop follow, and whether higher
     # ("max") or lower ("min") is better
     best_metric: ClassVar[tuple[str, str]] = ("val_elbo", "max")
@@ -100,7 +102,14 @@ class ModelKind:
 
     def likelihood(self, config: Any) -> nn.Module:
         factory = likelihoods.LIKELIHOODS.choose(config.likelihood)
-        available = {"x_dim": config.x_dim, "image_shape": config.image_shape}
+        available = {
+            "x_dim": config.x_dim,
+            "image_shape": config.image_shape,
+            "centred": config.centred,
+        }
+        # the options the likelihoods declare, for those whose constructor names them
+        for options in likelihoods.LIKELIHOODS.options():
+            available |= {f.name: getattr(config, f.name) for f in fields(options)}
         missing = missing_arguments(factory, available) if inspect.isfunction(factory) else []
         if len(missing) == 1:
             # a user's function from the decoder's output to a distribution (the README's
@@ -133,7 +142,7 @@ class ModelKind:
             raise ValueError("--net conv needs the data's image_shape (set by the run)")
         width = config.hidden[0] if config.hidden else 256
         shape, act, res = config.image_shape, config.activation, config.residual
-        encoder = ConvEncoder(shape, encoder_width, width, act, res)
+        encoder = ConvEncoder(shape, encoder_width, width, act, res, config.centred)
         decoder = ConvDecoder(config.z_dim, shape, params_per_pixel, width, act, res)
         return encoder, decoder
 

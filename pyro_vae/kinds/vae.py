@@ -9,6 +9,7 @@ from pyro.distributions import Delta, ImproperUniform
 from torch import nn
 
 from ..models import VAEModel
+from ..nets import MLP
 from ..registry import construct
 from .base import ModelKind, register
 
@@ -19,16 +20,19 @@ class VAE(ModelKind):
 
     name = "vae"
     help = "the VAE: z ~ p(z), x ~ p(x|z), guide q(z|x) (default)"
+    centres_inputs = True
 
     def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
         likelihood = self.likelihood(config)
         guide_cls = self.guides.choose(config.guide)
         width = getattr(guide_cls, "encoder_width", None)
+        encoder_width = width(config.z_dim) if width else 2 * config.z_dim
         encoder, decoder = self.conv_nets(
-            config,
-            width(config.z_dim) if width else 2 * config.z_dim,
-            getattr(likelihood, "params_per_pixel", 1),
+            config, encoder_width, getattr(likelihood, "params_per_pixel", 1)
         )
+        if encoder is None and config.centred:  # the guide's own MLP, reading 2x - 1
+            encoder = MLP(config.x_dim, config.hidden, encoder_width, config.activation)
+            encoder.centred = True
         guide = construct(
             guide_cls,
             x_dim=config.x_dim,

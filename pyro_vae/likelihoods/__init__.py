@@ -193,9 +193,17 @@ class DiscretizedLogisticDistribution(TorchDistribution):
         return (1 - cdf).sum(-1) / 255
 
 
+def from_centred(loc: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
+    """A logistic's location and log-scale given for data in [-1, 1] (x' = 2x - 1), as the
+    same logistic over x in [0, 1]: the 256 levels' masses are unchanged."""
+    return (loc + 1) / 2, log_scale - math.log(2)
+
+
 class DiscretizedLogistic(nn.Module):
     """p(x|z) = prod_i DiscretizedLogistic(x_i; mu_i(z), s_i(z)) over the 256 levels of 8-bit
-    images scaled to [0, 1]: two decoder outputs per pixel (log s clamped at -7)."""
+    images scaled to [0, 1]: two decoder outputs per pixel (log s clamped at -7). With
+    ``centred`` (``--centred``), the decoder's outputs are the location and log-scale for the
+    data in [-1, 1] (:func:`from_centred`): the same masses, a start at mid-grey."""
 
     params_per_pixel = 2
     levels = 256
@@ -204,9 +212,16 @@ class DiscretizedLogistic(nn.Module):
         "MNIST-like data; binarized data are levels 0 and 1 and fit too)"
     )
 
+    def __init__(self, centred: bool = False) -> None:
+        super().__init__()
+        self.centred = centred
+
     def forward(self, out: Tensor) -> Distribution:
         loc, log_scale = out.chunk(2, dim=-1)
-        return DiscretizedLogisticDistribution(loc, log_scale.clamp_min(-7.0)).to_event(1)
+        log_scale = log_scale.clamp_min(-7.0)
+        if self.centred:
+            loc, log_scale = from_centred(loc, log_scale)
+        return DiscretizedLogisticDistribution(loc, log_scale).to_event(1)
 
 
 class DiscretizedLogisticMixtureDistribution(TorchDistribution):
@@ -261,19 +276,23 @@ class DiscretizedLogisticMixture(nn.Module):
     levels = 256
     data_hint = DiscretizedLogistic.data_hint
 
-    def __init__(self, components: int = 5) -> None:
+    def __init__(self, components: int = 5, centred: bool = False) -> None:
         super().__init__()
         if components < 1:
             raise ValueError(f"a mixture needs at least 1 component; got {components}")
         self.components = components
         self.params_per_pixel = 3 * components
+        self.centred = centred  # as DiscretizedLogistic's
 
     def forward(self, out: Tensor) -> Distribution:
         k = self.components
         # channel-major decoder output: parameter j of every value, for j = 0 .. 3k - 1
         params = out.unflatten(-1, (3 * k, -1)).movedim(-2, -1)
         logits, loc, log_scale = params.split(k, dim=-1)
-        d = DiscretizedLogisticMixtureDistribution(logits, loc, log_scale.clamp_min(-7.0))
+        log_scale = log_scale.clamp_min(-7.0)
+        if self.centred:
+            loc, log_scale = from_centred(loc, log_scale)
+        d = DiscretizedLogisticMixtureDistribution(logits, loc, log_scale)
         return d.to_event(1)
 
 
@@ -331,3 +350,6 @@ __all__ = [
     "accepts_grey_levels",
     "check_support",
 ]
+
+# the likelihoods of their own modules register themselves
+from . import adversarial, perceptual, structural  # noqa: E402,F401

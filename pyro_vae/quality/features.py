@@ -6,7 +6,8 @@ once per data set (``pyro-vae features --dataset mnist``, or on demand by ``pyro
 --quality``) on its training labels: the digit or object classes (MNIST, Fashion-MNIST,
 CIFAR-10, folders of class sub-folders), or CelebA's 40 binary attributes. It is cached under
 ``$PYRO_VAE_CACHE/features`` keyed by the data's fingerprint and its settings, with its test
-accuracy, which every score reports beside the distance. Its penultimate layer gives the
+accuracy, which every score reports beside the distance (``$PYRO_VAE_CACHE`` is the image
+cache's folder, by default ``~/.cache/pyro-vae/images``). Its penultimate layer gives the
 features, and the metric is named after them (``FD-mnist-classes``, ``FD-celeba-attributes``)
 so it is never read as published FID.
 
@@ -35,7 +36,7 @@ from ..nets import conv_levels
 from ..runtime import progress_bar
 
 FORMAT = "pyro-vae-features"
-REVISION = 1
+REVISION = 2  # 2: batch norm (without it CelebA's attributes stayed at the base rates)
 CHANNELS = (32, 64, 128)
 WIDTH = 128  # features: the penultimate layer's units
 EPOCHS = 5
@@ -45,26 +46,53 @@ BATCH = 128
 class FeatureNet(nn.Module):
     """Images (n, C, H, W) in [0, 1] -> ``width`` features -> ``outputs`` logits: per level of
     :func:`pyro_vae.nets.conv_levels`, a 3x3 convolution and a stride-2 4x4 one (32, 64, 128
-    channels), then a dense layer of ``width`` ReLU units (the features) and a linear head."""
+    channels), each followed by batch norm and a ReLU; then a dense layer of ``width`` ReLU
+    units (the features) and a linear head. Used in eval mode only once trained (batch norm
+    then applies its running statistics: an image's features do not depend on its batch)."""
 
     def __init__(self, image_shape: tuple[int, ...], outputs: int, width: int = WIDTH) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
-        levels = conv_levels(self.image_shape)
-        layers: list[nn.Module] = []
+        sides = conv_levels(self.image_shape)
+        blocks: list[nn.Module] = []
         c_in = self.image_shape[0]
-        for i in range(1, len(levels)):
+        for i in range(1, len(sides)):
             c = CHANNELS[min(i - 1, len(CHANNELS) - 1)]
-            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU()]
-            layers += [nn.Conv2d(c, c, 4, stride=2, padding=1), nn.ReLU()]
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(),
+                    nn.Conv2d(c, c, 4, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(),
+                )
+            )
             c_in = c
-        h, w = levels[-1]
-        layers += [nn.Flatten(), nn.Linear(c_in * h * w, width), nn.ReLU()]
-        self.body = nn.Sequential(*layers)
+        h, w = sides[-1]
+        self.blocks = nn.ModuleList(blocks)
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(c_in * h * w, width), nn.ReLU())
         self.head = nn.Linear(width, outputs)
 
+    @property
+    def levels(self) -> int:
+        """The number of convolution levels."""
+        return len(self.blocks)
+
+    def taps(self, images: Tensor, levels: tuple[int, ...]) -> list[Tensor]:
+        """The activations (n, channels, h, w) after each of ``levels`` (1 is the first), and
+        those of the dense layer (n, width) for level ``self.levels + 1``."""
+        h, out = images.reshape(-1, *self.image_shape), []
+        for level, block in enumerate([*self.blocks, self.dense], start=1):
+            if level > max(levels):
+                break
+            h = block(h)
+            if level in levels:
+                out.append(h)
+        return out
+
     def features(self, images: Tensor) -> Tensor:
-        return self.body(images.reshape(-1, *self.image_shape))
+        return self.taps(images, (self.levels + 1,))[0]
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.features(images))
@@ -115,7 +143,7 @@ def settings(dataset: Dataset, seed: int) -> dict[str, Any]:
 def cache_path(dataset: Dataset, seed: int = 0) -> Path:
     """Where the feature network of ``dataset`` is cached."""
     key = hashlib.sha256(json.dumps(settings(dataset, seed), sort_keys=True).encode())
-    return cache_dir().parent / "features" / f"{short_name(dataset.name)}-{key.hexdigest()[:16]}.pt"
+    return cache_dir() / "features" / f"{short_name(dataset.name)}-{key.hexdigest()[:16]}.pt"
 
 
 def train(
