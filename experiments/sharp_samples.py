@@ -49,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="generated and real images per score",
     )
     p.add_argument("--features", default="auto", help="as pyro-vae evaluate --features")
-    args = experiment.parse(p, argv, net="conv", quality_samples=64, z_dim=8)
+    args = experiment.parse(
+        p, argv, net="conv", quality_samples=32, z_dim=8, train_size=256, test_size=64
+    )
     if args.checkpoint:
         raise ValueError(
             "sharp_samples trains one model per likelihood: run it without --checkpoint"

@@ -2,9 +2,9 @@
 
 ``Trainer`` wraps ``elbo(model, guide)`` (Pyro's ``ELBOModule``: an ``nn.Module`` whose
 parameters are the model's and the guide's) and one fused torch Adam over all of them, except
-those of an :class:`Adversary` among the model's modules (VAE-GAN's discriminator), which its
-own Adam trains in a step beside the SVI step. The same model and guide also work with plain
-``pyro.infer.SVI`` and a user's own optimizer.
+those of an adversary among the model's modules (:mod:`pyro_vae.adversary`: VAE-GAN's
+discriminator), which its own Adam trains in a step beside the SVI step. The same model and
+guide also work with plain ``pyro.infer.SVI`` and a user's own optimizer.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import pyro
@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import lr_scheduler
 
 from . import distributed, evaluate, runtime
+from .adversary import adversaries, adversaries_frozen
 from .checkpoint import load_modules
 from .config import TrainConfig
 from .data import SemiSupervised, TrainingData, batches, collect, num_batches, num_data
@@ -62,42 +63,6 @@ class EpochHook(Protocol):
 
 
 Hook = StepHook | EpochHook  # a training hook has either method, or both
-
-
-@runtime_checkable
-class Adversary(Protocol):
-    """A module of the model trained *against* it, beside the SVI step, by an Adam of its own
-    (the discriminator of :class:`~pyro_vae.likelihoods.adversarial.VAEGAN`). The trainer finds
-    adversaries among ``model.modules()``, keeps their parameters out of the SVI optimizer and
-    their gradients off outside their own step, and per batch (``args``: what model and guide
-    are called with):
-
-    1. backpropagates the SVI loss (the ELBO, in which the adversary may define the likelihood);
-    2. adds the gradients of ``generator_loss`` (of the model's parameters: the adversary's take
-       none here) and steps the SVI optimizer;
-    3. steps the adversary's Adam (``adversary_lr``, ``adversary_betas``) on
-       ``discriminator_loss``, called after ``generator_loss`` on the same batch (it may reuse
-       what that drew).
-
-    Its optimizer's state is saved with the trainer's, so a run resumes exactly."""
-
-    adversary_lr: float
-    adversary_betas: tuple[float, float]
-
-    def adversary_parameters(self) -> list[nn.Parameter]: ...
-
-    def generator_loss(
-        self, model: nn.Module, guide: nn.Module, args: tuple[Tensor, ...]
-    ) -> Tensor: ...
-
-    def discriminator_loss(
-        self, model: nn.Module, guide: nn.Module, args: tuple[Tensor, ...]
-    ) -> Tensor: ...
-
-
-def adversaries(model: nn.Module) -> list[Adversary]:
-    """The :class:`Adversary` modules among ``model``'s, each once."""
-    return [m for m in model.modules() if isinstance(m, Adversary)]
 
 
 # the columns of every epoch's row (hooks may add their own after these)
@@ -139,7 +104,7 @@ class Trainer:
 
     Args:
         model, guide: Pyro model and guide (``nn.Module`` s), already on ``device``; the
-            model's :class:`Adversary` modules are trained beside the SVI step (one process).
+            model's adversaries (:mod:`pyro_vae.adversary`) train beside the SVI step.
         config: learning rate, ELBO, particles, batch size.
         device: where the data and modules live.
     """
@@ -459,7 +424,7 @@ class Trainer:
         # step here, and the data were checked against the likelihood's support up front.
         # the KL weight's handler only where it changes something: the default path stays lean
         kl_scale = self._kl_scale if self._kl_scale.scale != 1.0 else contextlib.nullcontext()
-        frozen = self._adversaries_frozen() if self.adversaries else contextlib.nullcontext()
+        frozen = adversaries_frozen(self.adversaries)
         with frozen:
             with pyro.validation_enabled(not self._validated), kl_scale:
                 if self.local_params is False and not self._compiled:
@@ -498,20 +463,6 @@ class Trainer:
                 adversary.discriminator_loss(self.model, self.guide, args).backward()
             optimizer.step()
         return loss
-
-    @contextlib.contextmanager
-    def _adversaries_frozen(self) -> Iterator[None]:
-        """The adversaries' parameters without gradients while the model's are computed: the
-        SVI loss and the generator terms train the model only, and the discriminator's weight
-        gradients are not computed for nothing."""
-        params = [p for a in self.adversaries for p in a.adversary_parameters()]
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in params:
-                p.requires_grad_(True)
 
     def _compile(self, *args: Tensor) -> None:
         """Trace a Jit ELBO on the first batch, then put the RNG state back: compiling runs

@@ -143,6 +143,8 @@ LAYERS = [
         "kinds",
         "quality",
         "traced",
+        "snapshot",
+        "adversary",
         "dsprites",
         "disentanglement",
         "distributed",

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from pyro_vae import checkpoint, cli, distributed
+from pyro_vae.adversary import Adversary
 from pyro_vae.config import ModelConfig, TrainConfig
 from pyro_vae.kinds import build
 from pyro_vae.likelihoods import LIKELIHOODS, check_support
 from pyro_vae.likelihoods.adversarial import VAEGAN, FeatureLikelihoodDistribution
 from pyro_vae.runtime import fast_modules, module_local_params
-from pyro_vae.train import Adversary, Trainer
+from pyro_vae.train import Trainer
 
 from .test_takehome import one_line_error
 

@@ -12,7 +12,7 @@ so log p(x | z) is read as the Gaussian log-density of the features ``Dis_l(x)``
 features, not of x (``normalised = False``: no log p(x) or bits/dim are reported for it). Any
 prior, guide and kind can use it (``--likelihood vaegan``). Dis itself is trained by the
 adversarial game, which :class:`VAEGAN` brings as an *adversary* of the trainer
-(:class:`pyro_vae.train.Adversary`): beside every SVI step, the decoder also lowers the
+(:class:`pyro_vae.adversary.Adversary`): beside every SVI step, the decoder also lowers the
 non-saturating GAN term -log D(x̃) of reconstructions and of prior samples, and Dis takes a step
 of its own optimizer on telling real data from both (Larsen's Algorithm 1).
 """
@@ -262,7 +262,7 @@ class VAEGAN(nn.Module):
             torch.sigmoid(out), self.discriminator, self.layer, validate_args=False
         )
 
-    # -- the adversary (pyro_vae.train.Adversary) -----------------------------------------
+    # -- the adversary (pyro_vae.adversary.Adversary) -----------------------------------------
     def adversary_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
 
