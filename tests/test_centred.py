@@ -76,3 +76,15 @@ def test_centred_encoders_read_two_x_minus_one_with_the_same_parameters():
 def test_centring_keeps_likelihoods_without_the_option_as_they_are():
     lik = kinds.kind_of("vae").likelihood(ModelConfig(likelihood="bernoulli", centred=True))
     assert isinstance(lik, likelihoods.Bernoulli)
+
+
+def test_the_logistic_mean_is_the_same_summed_in_groups_of_edges(monkeypatch):
+    loc, log_scale = torch.randn(7, 50), torch.randn(7, 50) - 2
+    edges = (torch.arange(1, 256) - 0.5) / 255
+    cdf = torch.sigmoid((edges - loc[..., None]) * torch.exp(-log_scale)[..., None])
+    expected = (1 - cdf).sum(-1) / 255  # all 255 edges at once
+    whole = likelihoods.DiscretizedLogisticDistribution(loc, log_scale).mean
+    assert torch.equal(whole, expected)
+    monkeypatch.setattr(likelihoods, "MEAN_ELEMENTS", 1000)  # 2 edges per group
+    grouped = likelihoods.DiscretizedLogisticDistribution(loc, log_scale).mean
+    assert torch.allclose(grouped, expected, atol=1e-6)

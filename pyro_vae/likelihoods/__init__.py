@@ -139,6 +139,9 @@ class _EightBit(constraints.Constraint):
 eight_bit = _EightBit()
 
 
+MEAN_ELEMENTS = 1 << 26  # values held at once while a discretized logistic's mean is summed
+
+
 class DiscretizedLogisticDistribution(TorchDistribution):
     """A logistic(loc, exp(log_scale)) discretized to the 256 levels k / 255, the outer bins
     taking the tails (Salimans et al. 2017, PixelCNN++; Kingma et al. 2016, IAF)."""
@@ -187,10 +190,15 @@ class DiscretizedLogisticDistribution(TorchDistribution):
 
     @property
     def mean(self) -> Tensor:
-        # E[x] = (1/255) sum_{k=1}^{255} P(x >= k/255): one logistic CDF per interior bin edge
+        # E[x] = (1/255) sum_{k=1}^{255} P(x >= k/255): one logistic CDF per interior bin edge,
+        # the edges taken in groups so that at most MEAN_ELEMENTS values are held at once (all
+        # 255 at once for 1,000 decoded 64 x 64 x 3 images would take 12 GB)
         edges = (torch.arange(1, 256, device=self.loc.device) - 0.5) / 255
-        cdf = torch.sigmoid((edges - self.loc[..., None]) * torch.exp(-self.log_scale)[..., None])
-        return (1 - cdf).sum(-1) / 255
+        loc, inv_scale = self.loc[..., None], torch.exp(-self.log_scale)[..., None]
+        total = torch.zeros_like(self.loc)
+        for group in edges.split(max(1, MEAN_ELEMENTS // max(1, self.loc.numel()))):
+            total = total + (1 - torch.sigmoid((group - loc) * inv_scale)).sum(-1)
+        return total / 255
 
 
 def from_centred(loc: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
