@@ -10,13 +10,14 @@ a normalised likelihood), ``vaegan`` learns its similarity with a discriminator 
 matches structure (MS-SSIM). Every model's prior samples and reconstructions E[x|z] are scored
 against the same test images in the same features (:mod:`pyro_vae.quality`: Fréchet distance,
 precision, recall, sharpness relative to the data). Writes sharp_samples.png (rows: test
-images, then each model's prior samples and reconstructions), sharp_samples.json and
-sharp_samples.md (the table: FD, precision, recall, sharpness, test ELBO and bits/dim where
-the likelihood is normalised, s/epoch), and one run folder per model.
+images unless ``--no-inputs``, then each model's prior samples and reconstructions),
+sharp_samples.json and sharp_samples.md (the table: FD, precision, recall, sharpness, test
+ELBO and bits/dim where the likelihood is normalised, s/epoch), and one run folder per model.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="generated and real images per score",
     )
     p.add_argument("--features", default="auto", help="as pyro-vae evaluate --features")
+    p.add_argument(
+        "--inputs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a first row of the test images (--no-inputs: decoded images only, for data whose "
+        "license keeps them out of a repository, such as CelebA)",
+    )
     args = experiment.parse(
         p, argv, net="conv", quality_samples=32, z_dim=8, train_size=256, test_size=64
     )
@@ -69,8 +77,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if features is None:
             features = quality.resolve(args.features, run.data, device=run.trainer.device)
             real, _ = quality.real_images(run, SHOWN)
-            rows.append(real.cpu())
-            labels.append("test data")
+            if args.inputs:
+                rows.append(real.cpu())
+                labels.append("test data")
         scores = quality.score(run, features, args.quality_samples)
         numbers["n"], numbers["features"] = scores["n"], scores["metric"]
         numbers["feature_network"] = scores.get("feature_network")
@@ -87,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "epochs": run.trainer.epoch,
         }
         with torch.no_grad():
-            x = rows[0].to(run.trainer.device)
+            x = real.to(run.trainer.device)
             rows.append(run.sample(SHOWN, seed=0).cpu())
             rows.append(run.reconstruct(x).cpu())
         labels += [f"{name}: samples", f"{name}: reconstructions"]
