@@ -43,6 +43,10 @@ MLP_WIDTHS = (512, 256)
 HEAD_WIDTH = 256  # the conv discriminator's dense layer before its logit
 SLOPE = 0.2  # LeakyReLU's negative slope (DCGAN's)
 LOG_2PI = math.log(2 * math.pi)
+# the default feature layer and γ: on CelebA 64 x 64, γ = 0.01 with the last of 4 layers made
+# the decoder fool the discriminator with saturated noise within 3 epochs; γ = 1 with layer 2
+# gave faces after 2 epochs on 2,000 of them (docs/benchmarks.md, issue 23)
+DEFAULT_LAYER = 2
 
 
 def _is_image(image_shape: Sequence[int] | None) -> bool:
@@ -62,7 +66,7 @@ class VAEGANOptions(Options):
     """Options of the VAE-GAN likelihood."""
 
     vaegan_gamma: float = option(
-        1e-2,
+        1.0,
         "vaegan: γ, the weight of the feature likelihood against the GAN term in the decoder's "
         "objective (Larsen et al.'s γ L_llike + L_GAN; applied as 1/γ on the GAN term)",
         group="model",
@@ -75,7 +79,7 @@ class VAEGANOptions(Options):
     vaegan_layer: int | None = option(
         None,
         "vaegan: the discriminator layer whose features the likelihood compares (1 = the "
-        "first stride-2 convolution level; default: the last)",
+        "first stride-2 convolution level; default: the second, or the last if fewer)",
         group="model",
         metavar="L",
     )
@@ -90,7 +94,7 @@ def check(
 ) -> None:
     """The one check of the options (``known``: the data's shape is final, flat data too)."""
     if not (math.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"vaegan_gamma must be a finite number > 0 (e.g. 1e-2); got {gamma}")
+        raise ValueError(f"vaegan_gamma must be a finite number > 0 (e.g. 1.0); got {gamma}")
     if not (math.isfinite(lr) and 0 < lr <= 1):
         raise ValueError(f"vaegan_lr must lie in (0, 1] (e.g. 3e-4); got {lr}")
     if layer is None:
@@ -214,8 +218,8 @@ class VAEGAN(nn.Module):
 
     As a likelihood: the decoder emits one output per value, x̃ = sigmoid(out), and
     ``forward(out)`` is :class:`FeatureLikelihoodDistribution` on ``discriminator``'s layer
-    ``vaegan_layer`` (default: its last). As an adversary (what the trainer finds among the
-    model's modules), per batch:
+    ``vaegan_layer`` (default: its second, or its last if it has fewer). As an adversary (what
+    the trainer finds among the model's modules), per batch:
 
     - :meth:`generator_loss`: x̃(z_q) with z_q ~ q(z | x) drawn without gradient (the encoder
       takes no GAN gradient) and x̃(z_p) with z_p ~ p(z), and the non-saturating term
@@ -228,10 +232,10 @@ class VAEGAN(nn.Module):
     divided by γ instead: the decoder's gradient is then (1/γ) times the paper's, and Adam's
     step is invariant to a constant rescaling of a parameter's gradient (up to its eps), so the
     decoder moves as in the paper, while the encoder's objective stays the plain (feature-)
-    ELBO, the one loss Pyro computes for every parameter. γ = 1e-2 by default: the paper leaves
-    γ to tune, and the feature log-density sums thousands of features per datum (4096 at the
-    last level of 64 x 64 images) against two GAN terms per datum, which 1/γ = 100 brings to a
-    comparable size (pythae weighs the two equally on a feature error averaged per datum).
+    ELBO, the one loss Pyro computes for every parameter. γ = 1 and layer 2 by default (the
+    paper leaves γ to tune): with γ = 0.01, which would bring the two GAN terms per datum to the
+    size of the thousands of summed feature terms, the GAN term took over on CelebA and the
+    decoder fooled the discriminator with saturated noise (see :data:`DEFAULT_LAYER`).
 
     The discriminator's parameters are trained by that step only: the trainer keeps them out
     of the SVI optimizer and their gradients off outside it.
@@ -246,13 +250,14 @@ class VAEGAN(nn.Module):
         x_dim: int,
         image_shape: Sequence[int] | None = None,
         vaegan_layer: int | None = None,
-        vaegan_gamma: float = 1e-2,
+        vaegan_gamma: float = 1.0,
         vaegan_lr: float = 3e-4,
     ) -> None:
         super().__init__()
         check(vaegan_gamma, vaegan_lr, vaegan_layer, image_shape, known=True)
         self.discriminator = Discriminator(x_dim, image_shape)
-        self.layer = self.discriminator.layers if vaegan_layer is None else vaegan_layer
+        layers = self.discriminator.layers
+        self.layer = min(DEFAULT_LAYER, layers) if vaegan_layer is None else vaegan_layer
         self.gamma, self.adversary_lr = float(vaegan_gamma), float(vaegan_lr)
         # the images generator_loss drew, for discriminator_loss on the same batch (one step)
         self._images: tuple[Tensor, Tensor, Tensor] | None = None
