@@ -159,12 +159,15 @@ def train_variant(
 
 def finished(out: Path, train_config: Any) -> bool:
     """Whether ``out`` holds a run evaluated after ``train_config.epochs`` epochs with its
-    number of importance samples."""
+    number of importance samples (or none, for a pseudo-likelihood, which has no log p(x))."""
     result = evaluation(out)
     return (
         result is not None
         and result.get("epochs") == train_config.epochs
-        and result.get("importance_samples", 0) == train_config.ll_samples
+        and (
+            result.get("importance_samples", 0) == train_config.ll_samples
+            or "log_likelihood_skipped" in result  # a pseudo-likelihood: no log p(x) to score
+        )
     )
 
 
