@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "--quality-samples",
         action=Count,
         least=quality.K + 1,
-        most=100_000,
+        most=quality.MAX_N,
         default=1000,
         help="generated and real images per score",
     )

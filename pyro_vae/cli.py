@@ -251,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
         "--quality-samples",
         action=Count,
         least=quality.K + 1,
-        most=100_000,
+        most=quality.MAX_N,
         default=quality.DEFAULT_N,
         help="generated and real images per --quality score (compare scores at equal N)",
     )

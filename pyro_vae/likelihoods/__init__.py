@@ -21,7 +21,7 @@ Likelihoods with parameters are ``nn.Module`` s, learned with the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import pyro.distributions as dist
@@ -302,6 +302,50 @@ class DiscretizedLogisticMixture(nn.Module):
             loc, log_scale = from_centred(loc, log_scale)
         d = DiscretizedLogisticMixtureDistribution(logits, loc, log_scale)
         return d.to_event(1)
+
+
+class DecodedImageDistribution(TorchDistribution):
+    """Base of the pseudo-likelihoods over one image x in [0, 1]^D given the decoder's
+    ``logits`` (MS-SSIM, perceptual, VAE-GAN): batch shape ``logits.shape[:-1]``, event (D,).
+    They are not normalised over x (``normalised = False``), so they have no sampling
+    distribution: ``mean`` and ``sample()`` are the decoded image x̃ = sigmoid(logits).
+    Subclasses set their own attributes before calling this ``__init__`` (``expand`` passes
+    them on) and define ``log_prob``."""
+
+    arg_constraints: ClassVar[dict] = {"logits": constraints.real}
+    support = constraints.independent(constraints.unit_interval, 1)
+    normalised = False
+
+    def __init__(self, logits: Tensor, validate_args: bool | None = False) -> None:
+        self.logits = logits
+        super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):  # type: ignore[no-untyped-def]
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.__dict__.update(self.__dict__)  # the subclass's settings
+        new.logits = self.logits.expand(batch_shape + self.event_shape)
+        TorchDistribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        return new
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.sigmoid(self.logits)
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        with torch.no_grad():
+            return self.mean.expand(self._extended_shape(torch.Size(sample_shape)))
+
+    def images(self, value: Tensor, image_shape: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """(x̃, x) broadcast against each other (particles, batch) and shaped as images
+        (n, C, H, W); ``value.shape[:-1]`` broadcast with the batch shape is their batch."""
+        shape = torch.broadcast_shapes(self.logits.shape, value.shape)
+        decoded = self.mean.expand(shape).reshape(-1, *image_shape)
+        return decoded, value.to(decoded.dtype).expand(shape).reshape(-1, *image_shape)
+
+    def batch_of(self, value: Tensor) -> torch.Size:
+        """The batch shape of ``log_prob(value)``."""
+        return torch.broadcast_shapes(self.logits.shape, value.shape)[:-1]
 
 
 def check_support(d: Distribution, x: Tensor, likelihood: object) -> None:

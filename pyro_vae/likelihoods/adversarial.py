@@ -28,15 +28,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.poutine.messenger import Messenger
 from torch import Tensor, nn
-from torch.distributions import constraints
 
 from ..inputs import chw
 from ..nets import CONV_CHANNELS, conv_levels, linear
 from ..registry import Options, option
-from . import LIKELIHOODS
+from . import LIKELIHOODS, DecodedImageDistribution
 
 # the flat-data discriminator's hidden widths (its feature layers 1 and 2)
 MLP_WIDTHS = (512, 256)
@@ -160,47 +158,27 @@ class Discriminator(nn.Module):
         return self.head(self._trunk(x, self.layers)).reshape(x.shape[:-1])
 
 
-class FeatureLikelihoodDistribution(TorchDistribution):
-    """p(Dis_l(x) | z) = N(Dis_l(x); Dis_l(x̃), I) for data x in [0, 1] (batch shape: x̃'s
-    leading dimensions; event: one datum). ``log_prob(x)`` is that Gaussian log-density of the
-    features, summed over them: a density of features, not a normalised density of x.
-    ``mean`` is x̃, and ``sample()`` returns x̃ too (the model's image; nothing is drawn)."""
-
-    arg_constraints: ClassVar[dict] = {"loc": constraints.unit_interval}
-    support = constraints.independent(constraints.unit_interval, 1)
+class FeatureLikelihoodDistribution(DecodedImageDistribution):
+    """p(Dis_l(x) | z) = N(Dis_l(x); Dis_l(x̃), I) for data x in [0, 1], x̃ = sigmoid(logits)
+    (batch shape: the logits' leading dimensions; event: one datum). ``log_prob(x)`` is that
+    Gaussian log-density of the features, summed over them: a density of features, not a
+    normalised density of x. ``mean`` is x̃, and ``sample()`` returns x̃ too (the model's
+    image; nothing is drawn)."""
 
     def __init__(
         self,
-        loc: Tensor,
+        logits: Tensor,
         discriminator: Discriminator,
         layer: int,
-        validate_args: bool | None = None,
+        validate_args: bool | None = False,
     ) -> None:
-        self.loc, self.discriminator, self.layer = loc, discriminator, layer
-        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):  # type: ignore[no-untyped-def]
-        new = self._get_checked_instance(FeatureLikelihoodDistribution, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape + self.event_shape)
-        new.discriminator, new.layer = self.discriminator, self.layer
-        super(FeatureLikelihoodDistribution, new).__init__(
-            batch_shape, self.event_shape, validate_args=False
-        )
-        return new
+        self.discriminator, self.layer = discriminator, layer
+        super().__init__(logits, validate_args)
 
     def log_prob(self, value: Tensor) -> Tensor:
         real = self.discriminator.features(value, self.layer)
-        fake = self.discriminator.features(self.loc, self.layer)
+        fake = self.discriminator.features(self.mean, self.layer)
         return -0.5 * (real - fake).pow(2).sum(-1) - 0.5 * real.shape[-1] * LOG_2PI
-
-    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        with torch.no_grad():
-            return self.loc.expand(self._extended_shape(torch.Size(sample_shape)))
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
 
 
 class _DetachLatents(Messenger):
@@ -263,9 +241,7 @@ class VAEGAN(nn.Module):
         self._images: tuple[Tensor, Tensor, Tensor] | None = None
 
     def forward(self, out: Tensor) -> FeatureLikelihoodDistribution:
-        return FeatureLikelihoodDistribution(
-            torch.sigmoid(out), self.discriminator, self.layer, validate_args=False
-        )
+        return FeatureLikelihoodDistribution(out, self.discriminator, self.layer)
 
     # -- the adversary (pyro_vae.adversary.Adversary) -----------------------------------------
     def adversary_parameters(self) -> list[nn.Parameter]:

@@ -30,16 +30,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from pyro.distributions.torch_distribution import TorchDistribution
 from torch import Tensor, nn
-from torch.distributions import constraints
 
 from ..inputs import chw
 from ..registry import Options, _import, construct, option
-from . import LIKELIHOODS
+from . import LIKELIHOODS, DecodedImageDistribution
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -77,14 +75,9 @@ class PerceptualOptions(Options):
             )
 
 
-class PerceptualDistribution(TorchDistribution):
-    """exp(sum_l log N(Φ_l(x); Φ_l(sigmoid(logits)), I)) over one image x in [0, 1]^D: batch
-    shape ``logits.shape[:-1]``, event (D,). Not normalised over x, so it has no sampling
-    distribution: ``sample()`` returns the decoded image, as does ``mean``."""
-
-    arg_constraints: ClassVar[dict] = {"logits": constraints.real}
-    support = constraints.independent(constraints.unit_interval, 1)
-    normalised = False
+class PerceptualDistribution(DecodedImageDistribution):
+    """exp(sum_l log N(Φ_l(x); Φ_l(sigmoid(logits)), I)) over one image x in [0, 1]^D. Not
+    normalised over x, so ``sample()`` returns the decoded image, as does ``mean``."""
 
     def __init__(
         self,
@@ -93,36 +86,16 @@ class PerceptualDistribution(TorchDistribution):
         image_shape: tuple[int, int, int],
         validate_args: bool | None = False,
     ) -> None:
-        self.logits, self.layers, self.image_shape = logits, layers, image_shape
-        super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):  # type: ignore[no-untyped-def]
-        new = self._get_checked_instance(PerceptualDistribution, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.logits = self.logits.expand(batch_shape + self.event_shape)
-        new.layers, new.image_shape = self.layers, self.image_shape
-        super(PerceptualDistribution, new).__init__(
-            batch_shape, self.event_shape, validate_args=False
-        )
-        return new
-
-    @property
-    def mean(self) -> Tensor:
-        return torch.sigmoid(self.logits)
+        self.layers, self.image_shape = layers, image_shape
+        super().__init__(logits, validate_args)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        shape = torch.broadcast_shapes(self.logits.shape, value.shape)
-        decoded = self.mean.expand(shape).reshape(-1, *self.image_shape)
-        x = value.to(decoded.dtype).expand(shape).reshape(-1, *self.image_shape)
+        decoded, x = self.images(value, self.image_shape)
         total = decoded.new_zeros(decoded.shape[0])
         for seen, made in zip(self.layers(x), self.layers(decoded), strict=True):
             d = (seen - made).flatten(1)
             total = total - 0.5 * (d.square().sum(1) + d.shape[1] * LOG_2PI)
-        return total.reshape(shape[:-1])
-
-    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        with torch.no_grad():
-            return self.mean.expand(self._extended_shape(torch.Size(sample_shape)))
+        return total.reshape(self.batch_of(value))
 
 
 class Perceptual(nn.Module):

@@ -22,18 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pyro.distributions.torch_distribution import TorchDistribution
 from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from torch import Tensor, nn
-from torch.distributions import constraints
 
 from ..inputs import chw
 from ..registry import Options, option
-from . import LIKELIHOODS
+from . import LIKELIHOODS, DecodedImageDistribution
 
 # Wang et al. 2003's weights of the five scales, finest first, and their Gaussian window
 STANDARD_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -103,15 +100,10 @@ def ms_ssim(x: Tensor, y: Tensor, window: int, weights: Sequence[float]) -> Tens
     return torch.prod(torch.stack(terms) ** powers, dim=0).mean(1)
 
 
-class MSSSIMDistribution(TorchDistribution):
+class MSSSIMDistribution(DecodedImageDistribution):
     """The pseudo-likelihood exp(-w (1 - MS-SSIM(sigmoid(logits), x))) over one image x in
-    [0, 1]^D: batch shape ``logits.shape[:-1]``, event (D,). ``log_prob`` is its log (0 at
-    most, for x = x̃); it is not normalised (``normalised = False``), so it has no sampling
-    distribution: ``sample()`` returns the decoded image x̃ itself, as does ``mean``."""
-
-    arg_constraints: ClassVar[dict] = {"logits": constraints.real}
-    support = constraints.independent(constraints.unit_interval, 1)
-    normalised = False
+    [0, 1]^D: ``log_prob`` is its log (0 at most, for x = x̃); not normalised, so
+    ``sample()`` returns the decoded image x̃ itself, as does ``mean``."""
 
     def __init__(
         self,
@@ -122,34 +114,14 @@ class MSSSIMDistribution(TorchDistribution):
         scale_weights: Sequence[float],
         validate_args: bool | None = False,
     ) -> None:
-        self.logits = logits
         self.image_shape, self.weight = image_shape, weight
         self.window, self.scale_weights = window, tuple(scale_weights)
-        super().__init__(logits.shape[:-1], logits.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):  # type: ignore[no-untyped-def]
-        new = self._get_checked_instance(MSSSIMDistribution, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.logits = self.logits.expand(batch_shape + self.event_shape)
-        new.image_shape, new.weight = self.image_shape, self.weight
-        new.window, new.scale_weights = self.window, self.scale_weights
-        super(MSSSIMDistribution, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        return new
-
-    @property
-    def mean(self) -> Tensor:
-        return torch.sigmoid(self.logits)
+        super().__init__(logits, validate_args)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        shape = torch.broadcast_shapes(self.logits.shape, value.shape)
-        decoded = self.mean.expand(shape).reshape(-1, *self.image_shape)
-        x = value.to(decoded.dtype).expand(shape).reshape(-1, *self.image_shape)
+        decoded, x = self.images(value, self.image_shape)
         similarity = ms_ssim(decoded, x, self.window, self.scale_weights)
-        return -self.weight * (1 - similarity).reshape(shape[:-1])
-
-    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        with torch.no_grad():
-            return self.mean.expand(self._extended_shape(torch.Size(sample_shape)))
+        return -self.weight * (1 - similarity).reshape(self.batch_of(value))
 
 
 @dataclass

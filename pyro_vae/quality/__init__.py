@@ -37,6 +37,7 @@ from .metrics import (
 )
 
 DEFAULT_N = 1000
+MAX_N = 100_000  # images per score: the most --quality-samples takes
 K = 3
 
 
@@ -84,12 +85,8 @@ def score(run: Any, features: Features | str = "auto", n: int = DEFAULT_N, seed:
     prior = run.sample(len(real), seed=seed, labels=labels).to(device)
     recon = torch.cat(
         [
-            run.reconstruct(xb, None if labels is None else lb)
-            for xb, lb in zip(
-                real.split(500),
-                [None] * -(-len(real) // 500) if labels is None else labels.split(500),
-                strict=True,
-            )
+            run.reconstruct(real[i : i + 500], None if labels is None else labels[i : i + 500])
+            for i in range(0, len(real), 500)
         ]
     ).to(device)
     result: dict[str, Any] = {
