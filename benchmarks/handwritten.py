@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from pyro_vae import data
 from pyro_vae.guides.normal import MIN_SCALE
-from pyro_vae.likelihoods.adversarial import Discriminator
+from pyro_vae.likelihoods.adversarial import DEFAULT_LAYER, Discriminator
 from pyro_vae.nets import MLP, ConvDecoder, ConvEncoder
 
 
@@ -75,14 +75,14 @@ class HandWrittenVAEGAN(nn.Module):
         hidden: int = 256,
         act: str = "elu",
         layer: int | None = None,
-        gamma: float = 1e-2,
+        gamma: float = 1.0,
     ) -> None:
         super().__init__()
         x_dim = math.prod(image_shape)
         self.encoder = ConvEncoder(image_shape, 2 * z_dim, hidden, act)
         self.decoder = ConvDecoder(z_dim, image_shape, 1, hidden, act)
         self.discriminator = Discriminator(x_dim, image_shape)
-        self.layer = layer or self.discriminator.layers
+        self.layer = layer or min(DEFAULT_LAYER, self.discriminator.layers)
         self.gamma, self.z_dim = gamma, z_dim
 
     def optimizers(self, lr: float = 1e-3, disc_lr: float = 3e-4) -> tuple[torch.optim.Adam, ...]:

@@ -85,6 +85,25 @@ def test_the_likelihood_is_a_gaussian_on_the_discriminators_features():
     assert flat.layer == 2 and flat(torch.zeros(4, 10)).log_prob(torch.rand(4, 10)).shape == (4,)
 
 
+@pytest.mark.parametrize("image_shape", [SHAPE, None])
+def test_the_discriminators_features_are_normalised_per_datum(image_shape):
+    """Its features cannot shrink (the feature likelihood keeps its weight against the KL) and a
+    datum's features do not depend on the rest of its batch."""
+    torch.manual_seed(0)
+    disc = VAEGAN(256, image_shape).discriminator
+    x = images(6)
+    before = [disc.features(x, layer) for layer in (1, 2)]
+    assert torch.allclose(disc.features(x[:1], 2), before[1][:1], atol=1e-5)
+    assert torch.allclose(disc(x[:1]), disc(x)[:1], atol=1e-5)
+    for feature in before:  # LeakyReLU of a unit-variance map: a mean square near 1/2 or more
+        assert bool((feature.pow(2).mean(-1) > 0.3).all())
+    with torch.no_grad():
+        for p in disc.blocks[0][0].parameters():
+            p.mul_(0.1)  # shrunk tenfold: the same features (up to the norm's eps)
+    assert torch.allclose(disc.features(x, 1), before[0], rtol=0.05, atol=0.01)
+    assert torch.allclose(disc.features(x, 2), before[1], rtol=0.05, atol=0.01)
+
+
 def test_the_discriminator_is_trained_by_its_own_step_only():
     model, guide = vaegan_pair()
     disc = model.likelihood.discriminator

@@ -43,7 +43,8 @@ SLOPE = 0.2  # LeakyReLU's negative slope (DCGAN's)
 LOG_2PI = math.log(2 * math.pi)
 # the default feature layer and γ: on CelebA 64 x 64, γ = 0.01 with the last of 4 layers made
 # the decoder fool the discriminator with saturated noise within 3 epochs; γ = 1 with layer 2
-# gave faces after 2 epochs on 2,000 of them (docs/benchmarks.md, issue 23)
+# and the discriminator's layer normalisation gave FD 382 against the VAE's 756 after 3 epochs
+# (docs/benchmarks.md, issue 23)
 DEFAULT_LAYER = 2
 
 
@@ -111,10 +112,18 @@ class Discriminator(nn.Module):
     """Dis: data rows (..., x_dim) in [0, 1] -> a logit of "real" (...,).
 
     For images (``image_shape`` (C, H, W) or (H, W)) it mirrors :class:`~pyro_vae.nets.
-    ConvEncoder`'s levels: stride-2 4x4 convolutions with 32, 64, 128, 256 channels, each with
-    a LeakyReLU (no batch norm: every datum's logit depends on that datum only), then a dense
-    layer of 256 units and the logit; for flat data two dense layers of 512 and 256 units. Its
-    feature layers (:meth:`features`) are the outputs of these levels, 1 to :attr:`layers`.
+    ConvEncoder`'s levels: stride-2 4x4 convolutions with 32, 64, 128, 256 channels, each
+    followed by a layer normalisation of the datum's whole feature map (no learned scale) and a
+    LeakyReLU, then a dense layer of 256 units and the logit; for flat data two dense layers of
+    512 and 256 units, each layer-normalised. Its feature layers (:meth:`features`) are the
+    outputs of these levels, 1 to :attr:`layers`.
+
+    The normalisation is per datum (not batch norm: every datum's features and logit depend on
+    that datum only, as a likelihood's must), and it is what lets the features serve as a
+    likelihood: without it the discriminator, trained on the GAN loss alone, was free to shrink
+    its features until N(Dis_l(x̃), I) hardly told one face from another, and the encoder's
+    posterior collapsed (reconstructions that did not follow their inputs; docs/benchmarks.md,
+    issue 23).
     """
 
     def __init__(self, x_dim: int, image_shape: Sequence[int] | None = None) -> None:
@@ -127,7 +136,8 @@ class Discriminator(nn.Module):
             for i in range(1, len(levels)):
                 c_out = CONV_CHANNELS[min(i - 1, len(CONV_CHANNELS) - 1)]
                 conv = nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
-                blocks.append(nn.Sequential(conv, nn.LeakyReLU(SLOPE)))
+                norm = nn.GroupNorm(1, c_out, affine=False)
+                blocks.append(nn.Sequential(conv, norm, nn.LeakyReLU(SLOPE)))
                 c_in = c_out
             h, w = levels[-1]
             head: list[nn.Module] = [
@@ -138,7 +148,8 @@ class Discriminator(nn.Module):
             ]
         else:
             for w_in, w_out in itertools.pairwise([x_dim, *MLP_WIDTHS]):
-                blocks.append(nn.Sequential(linear(w_in, w_out), nn.LeakyReLU(SLOPE)))
+                norm = nn.LayerNorm(w_out, elementwise_affine=False)
+                blocks.append(nn.Sequential(linear(w_in, w_out), norm, nn.LeakyReLU(SLOPE)))
             head = [linear(MLP_WIDTHS[-1], 1)]
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Sequential(*head)
