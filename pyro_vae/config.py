@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import Field, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from . import data
 from .guides import GUIDES
@@ -64,6 +64,15 @@ def _names(registry: Any) -> str:
 class ModelConfig(*piece_options(KINDS, PRIORS, LIKELIHOODS, GUIDES, NETS)):  # type: ignore[misc]
     """What model/guide pair to build, by name (see :mod:`pyro_vae.kinds`); the options the
     chosen pieces declare (``prior_components``, ``z1_dim``, ...) come from their bases."""
+
+    # the field that chooses each kind of piece, from its registry (see unused_options)
+    chosen_by: ClassVar[dict[str, Registry]] = {
+        "model": KINDS,
+        "prior": PRIORS,
+        "likelihood": LIKELIHOODS,
+        "guide": GUIDES,
+        "net": NETS,
+    }
 
     model: str = option(
         "vae", f"model kind: {_names(KINDS)} (or package.module:Kind)", group="model"
@@ -129,6 +138,8 @@ class ModelConfig(*piece_options(KINDS, PRIORS, LIKELIHOODS, GUIDES, NETS)):  # 
 class TrainConfig(*piece_options(ELBOS)):  # type: ignore[misc]
     """How a run trains and evaluates; the options the objectives declare (``tc_weight``,
     ``capacity``, ...) come from their bases."""
+
+    chosen_by: ClassVar[dict[str, Registry]] = {"elbo": ELBOS}
 
     dataset: str = option(
         "mnist",
@@ -376,13 +387,34 @@ RESUMABLE = (
 
 
 def differences(saved: Any, given: Any) -> dict[str, tuple[Any, Any]]:
-    """``{field: (saved value, given value)}`` for the options (not the values set from the
-    data) in which two configs of one class differ."""
+    """``{field: (saved value, given value)}`` for the options in which two configs of one
+    class differ: not the values set from the data, nor the options of pieces ``saved`` does
+    not use (a run of ``--likelihood logistic256`` that recorded an older default of
+    ``vaegan_gamma`` is the same run)."""
+    unused = unused_options(saved)
     return {
         f.name: (getattr(saved, f.name), getattr(given, f.name))
         for f in fields(saved)
-        if f.metadata.get("cli", True) and getattr(saved, f.name) != getattr(given, f.name)
+        if f.metadata.get("cli", True)
+        and f.name not in unused
+        and getattr(saved, f.name) != getattr(given, f.name)
     }
+
+
+def unused_options(config: Any) -> set[str]:
+    """The options declared by registered pieces that ``config`` does not choose: the fields
+    of an option dataclass none of whose readers is the config's choice of that kind of piece
+    (``config.chosen_by``). A piece given by import path declares none."""
+    used: set[str] = set()
+    declared: set[str] = set()
+    for chooser, registry in getattr(config, "chosen_by", {}).items():
+        chosen = getattr(config, chooser)
+        for cls, names in registry.options().items():
+            names_of = {f.name for f in fields(cls)}
+            declared |= names_of
+            if chosen in names:
+                used |= names_of
+    return declared - used
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from torch.optim import lr_scheduler
 
 from pyro_vae import checkpoint, cli, data, guides, models
 from pyro_vae import run as runs
-from pyro_vae.config import ModelConfig, TrainConfig
+from pyro_vae.config import ModelConfig, TrainConfig, differences, from_dict, unused_options
 from pyro_vae.data.dataset import validation_split
 from pyro_vae.train import ROW, VAL_ROW, Trainer, Watch
 from tests.test_bad_inputs import refused
@@ -396,3 +396,25 @@ def test_resume_may_change_keep_best_and_early_stop(full):
     given = replace(FULL, keep_best=False, early_stop=9)
     _, config, changes = runs.resumed_configs(saved, None, given, full[2])
     assert set(changes) == {"keep_best", "early_stop"} and config.early_stop == 9
+
+
+def test_options_of_pieces_a_run_does_not_use_are_not_differences(full):
+    """A run records every piece's options; one that recorded an older default of a piece it
+    does not use (vaegan_gamma for a bernoulli run, tc_weight for trace) still resumes."""
+    saved = checkpoint.load(full[2] / "checkpoint.pt")
+    model = from_dict(ModelConfig, saved["model_config"])
+    assert model.likelihood == "bernoulli" and FULL.elbo == "trace"
+    older = {
+        **saved,
+        "model_config": {**saved["model_config"], "vaegan_gamma": 0.01, "prior_components": 3},
+        "train_config": {**saved["train_config"], "tc_weight": 9.0},
+    }
+    _, config, changes = runs.resumed_configs(older, model, FULL, full[2])
+    assert changes == {} and config.tc_weight == 9.0  # the run's own record is kept
+    assert {"vaegan_gamma", "prior_components"} <= unused_options(model)
+    assert "tc_weight" in unused_options(FULL) and "tc_weight" not in unused_options(
+        replace(FULL, elbo="tcvae")
+    )
+    # an option of a piece the run does use is still a difference, and refused
+    vaegan = replace(model, likelihood="vaegan", vaegan_gamma=0.5)
+    assert differences(replace(vaegan, vaegan_gamma=1.0), vaegan) == {"vaegan_gamma": (1.0, 0.5)}
