@@ -211,6 +211,11 @@ def normalised(model: nn.Module) -> bool:
     return bool(getattr(getattr(model, "likelihood", None), "normalised", True))
 
 
+def elbo_kind(model: nn.Module) -> str:
+    """What the model's ELBO is called: "ELBO", or "pseudo-ELBO" for a pseudo-likelihood."""
+    return "ELBO" if normalised(model) else "pseudo-ELBO"
+
+
 def not_a_density(model: nn.Module) -> str:
     """Why a model with a pseudo-likelihood has no log p(x), in words."""
     name = type(model.likelihood).__name__
@@ -258,7 +263,7 @@ def summary(
     if not normalised(model):
         result |= {
             "normalised_likelihood": False,
-            "elbo_kind": "pseudo-ELBO",
+            "elbo_kind": elbo_kind(model),
             "log_likelihood_skipped": not_a_density(model),
         }
     elif num_samples > 0 and not point_estimate(guide, x):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import plots
+from . import evaluate, plots
 from .kinds import RunView
 
 
@@ -12,5 +12,6 @@ def write_figures(run: RunView, out: Path) -> list[Path]:
     """curves.png (when trained here) and the kind's figures (reconstructions, samples, ...)."""
     files = []
     if run.trainer.history:
-        files.append(plots.save_curves(out / "curves.png", run.trainer.history))
+        elbo = evaluate.elbo_kind(run.model)
+        files.append(plots.save_curves(out / "curves.png", run.trainer.history, elbo))
     return files + run.kind.figures(run, out)

@@ -219,8 +219,11 @@ def save_gif(
     return path
 
 
-def save_curves(path: str | os.PathLike, history: Sequence[dict[str, float]]) -> Path:
-    """Train, validation and test ELBO (nats per datum) against epoch (those measured)."""
+def save_curves(
+    path: str | os.PathLike, history: Sequence[dict[str, float]], elbo: str = "ELBO"
+) -> Path:
+    """Train, validation and test ``elbo`` (nats per datum; "pseudo-ELBO" for a
+    pseudo-likelihood) against epoch (those measured)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     epochs = [row["epoch"] for row in history]
     for key, label in (("train_elbo", "train"), ("val_elbo", "validation"), ("test_elbo", "test")):
@@ -229,7 +232,7 @@ def save_curves(path: str | os.PathLike, history: Sequence[dict[str, float]]) ->
             ax.plot(epochs, values, marker="o", ms=3, label=label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("ELBO (nats per datum)")
+    ax.set_ylabel(f"{elbo} (nats per datum)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -49,14 +49,15 @@ class RunFolder:
             write_metrics(self.out / "metrics.csv", trainer.history)
             write_run_config(self.out, self.run.model_config, self.run.train_config)
         watched = "val" if "val_elbo" in row else "test"  # --val-size: test at the end only
+        elbo = evaluate.elbo_kind(self.run.model)
         extra = "".join(
             f", {key.replace('_', ' ')} {value:{'.3g' if key == 'lr' else '.4f'}}"
             for key, value in row.items()
             if key not in BASE_COLUMNS and key not in VAL_ROW
         )
         print(
-            f"epoch {row['epoch']}/{self.run.train_config.epochs}: train ELBO "
-            f"{row['train_elbo']:.2f}, {watched} ELBO {row[f'{watched}_elbo']:.2f} nats{extra} "
+            f"epoch {row['epoch']}/{self.run.train_config.epochs}: train {elbo} "
+            f"{row['train_elbo']:.2f}, {watched} {elbo} {row[f'{watched}_elbo']:.2f} nats{extra} "
             f"({row['seconds']:.1f} s)",
             file=sys.stderr,
         )

@@ -197,6 +197,8 @@ def test_a_cli_run_trains_writes_a_checkpoint_and_resumes_exactly(tmp_path, caps
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(a["history"]) == drop(b["history"])
     assert (tmp_path / "a" / "prior_samples.png").stat().st_size > 0
+    err = capsys.readouterr().err  # a pseudo-likelihood's ELBO is called so, epoch by epoch
+    assert "epoch 2/2: train pseudo-ELBO " in err and ", test pseudo-ELBO " in err
 
 
 @pytest.mark.parametrize(
