@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from pyro_vae import experiment, plots, quality
+from pyro_vae import data, experiment, plots, quality
+from pyro_vae import run as runs
 from pyro_vae.options import Count
 
 # model name -> the likelihood it trains with (None: the command line's --likelihood)
@@ -75,12 +76,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         likelihood = MODELS[name] or baseline
         run = experiment.train_variant(args, out / name, likelihood=likelihood)
         if features is None:
-            features = quality.resolve(args.features, run.data, device=run.trainer.device)
-            real, _ = quality.real_images(run, SHOWN)
+            grey = grey_levels(run)
+            features = quality.resolve(args.features, grey, device=run.trainer.device)
+            real, _ = quality.real_images(run, SHOWN, dataset=grey)
             if args.inputs:
                 rows.append(real.cpu())
                 labels.append("test data")
-        scores = quality.score(run, features, args.quality_samples)
+        scores = quality.score(run, features, args.quality_samples, dataset=grey)
         numbers["n"], numbers["features"] = scores["n"], scores["metric"]
         numbers["feature_network"] = scores.get("feature_network")
         evaluation = experiment.evaluation(out / name) or {}
@@ -113,6 +115,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     files.append(write_table(out / "sharp_samples.md", numbers))
     experiment.done(out, files)
     return numbers
+
+
+def grey_levels(run: runs.Run) -> data.Dataset:
+    """The run's data as loaded, grey levels unbinarized: the one reference of every model
+    (a Bernoulli VAE reads its test digits binarized, the pseudo-likelihoods read them grey)."""
+    config = run.train_config
+    loaded = data.load(config.dataset, config.data_dir, config.image_size)
+    return loaded.subset(config.train_size, config.test_size)
 
 
 def write_table(path: Path, numbers: dict) -> Path:

@@ -121,7 +121,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     dataset = data.load(args.dataset, args.data_dir, args.image_size)
     device = runtime.resolve_device(args.device)
-    _, info, path = features.trained(dataset, args.epochs, device=device, retrain=args.retrain)
+    _, info, path = features.trained(
+        dataset, args.epochs, args.seed, device=device, retrain=args.retrain
+    )
     print(
         f"feature network of {data.short_name(dataset.name)} ({info['task']}): test accuracy "
         f"{info['test_accuracy']:.4f} (majority {info['majority_accuracy']:.4f}); {path}"
@@ -244,8 +246,9 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="SPEC",
         help="features of --quality: auto (a classifier of the run's data, trained once and "
-        "cached: pyro-vae features), inception:PATH (pytorch-fid's weights: FID), or a "
-        "TorchScript file mapping images (n, C, H, W) in [0, 1] to features",
+        "cached: pyro-vae features), auto:SEED (the same from another seed), inception:PATH "
+        "(pytorch-fid's weights: FID), or a TorchScript file mapping images (n, C, H, W) in "
+        "[0, 1] to features",
     )
     e.add_argument(
         "--quality-samples",
@@ -273,6 +276,13 @@ def parser() -> argparse.ArgumentParser:
         help="training epochs (a cached network of other epochs is trained again)",
     )
     f.add_argument("--retrain", action="store_true", help="train again even if cached")
+    f.add_argument(
+        "--seed",
+        action=Count,
+        least=0,
+        default=0,
+        help="seed of the network (--features auto:SEED uses the one of seed SEED)",
+    )
     f.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda[:N]")
     f.set_defaults(func=cmd_features)
     cli_apply.add_commands(with_checkpoint, where_data, _load)

@@ -163,6 +163,21 @@ def test_feature_network_of_attributes_and_of_unlabelled_data():
         features.resolve("auto", bare)
 
 
+def test_a_second_auto_network_from_another_seed(tmp_path):
+    """auto:SEED: an independent judge of a model trained on the seed-0 network's features."""
+    ds = square_data()
+    first, second = features.resolve("auto", ds), features.resolve("auto:1", ds)
+    assert first.name == "squares-classes" and second.name == "squares-classes-seed1"
+    assert first.info["seed"] == 0 and second.info["seed"] == 1
+    assert first.info["network"] != second.info["network"]
+    x = data.as_input(ds.test).reshape(-1, 1, 8, 8)
+    assert not torch.allclose(first(x), second(x))
+    assert torch.equal(features.resolve("auto:0", ds)(x), first(x))
+    for bad in ("auto:x", "auto:-1"):
+        with pytest.raises(ValueError, match="auto:SEED takes a whole number >= 0"):
+            features.resolve(bad, ds)
+
+
 def test_features_by_torchscript_file_and_bad_specs(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
     path = tmp_path / "f.pt"
@@ -227,3 +242,17 @@ def test_score_takes_the_python_api_run(tmp_path):
     assert result["metric"] == "FD-lin" and result["n"] == 4  # all of the 4 test images
     assert "feature_network" not in result
     assert np.isfinite(result["prior"]["fd"])
+    # the run binarizes its test images (bernoulli): scored against the grey levels instead
+    config = run.train_config
+    grey = data.load(config.dataset).subset(config.train_size, config.test_size)
+    assert run.data.test.unique().numel() <= 2 < grey.test.unique().numel()
+    real, _ = quality.real_images(run, 6, dataset=grey)
+    assert torch.equal(real, data.as_input(grey.test).reshape(-1, 1, 8, 8)[real_order(run, 6)])
+    on_grey = quality.score(run, quality.Features("lin", net), n=6, dataset=grey)
+    assert on_grey["data_sharpness"] < result["data_sharpness"]
+
+
+def real_order(run, n: int) -> torch.Tensor:
+    """The indices real_images draws (seed 0)."""
+    count = min(n, len(run.data.test))
+    return torch.randperm(len(run.data.test), generator=torch.Generator().manual_seed(0))[:count]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data import as_input
+from ..data import Dataset, as_input
 from .features import Features, resolve
 from .metrics import (
     feature_distance,
@@ -41,16 +41,20 @@ MAX_N = 100_000  # images per score: the most --quality-samples takes
 K = 3
 
 
-def real_images(run: Any, n: int, seed: int = 0) -> tuple[Tensor, Tensor | None]:
+def real_images(
+    run: Any, n: int, seed: int = 0, dataset: Dataset | None = None
+) -> tuple[Tensor, Tensor | None]:
     """``n`` test images (n, C, H, W) in [0, 1] chosen with ``seed`` (all, if fewer), and their
-    labels where the run's kind reads labels."""
-    test = run.data.test
+    labels where the run's kind reads labels: of ``dataset`` (default: the run's data, as the
+    run holds them: binarized where it binarizes)."""
+    dataset = run.data if dataset is None else dataset
+    test = dataset.test
     n = min(n, len(test))
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
     x = as_input(test[idx.to(test.device)]).reshape(n, *run.image_shape)
     labels = None
-    if getattr(run.kind, "needs_labels", False) and run.data.test_labels is not None:
-        labels = run.data.test_labels[idx.to(run.data.test_labels.device)]
+    if getattr(run.kind, "needs_labels", False) and dataset.test_labels is not None:
+        labels = dataset.test_labels[idx.to(dataset.test_labels.device)]
     return x, labels
 
 
@@ -67,14 +71,22 @@ def scores(real: Tensor, fake: Tensor, features: Features, real_features: Tensor
 
 
 @torch.no_grad()
-def score(run: Any, features: Features | str = "auto", n: int = DEFAULT_N, seed: int = 0) -> dict:
+def score(
+    run: Any,
+    features: Features | str = "auto",
+    n: int = DEFAULT_N,
+    seed: int = 0,
+    dataset: Dataset | None = None,
+) -> dict:
     """The sample-quality numbers of ``run`` (a :class:`pyro_vae.run.Run` or any
     :class:`pyro_vae.applied.Applied`): ``{"features", "metric", "n", "prior": {fd,
     precision, recall, sharpness_ratio}, "reconstructions": {...}, "data_sharpness",
-    "feature_network": {...}}``."""
+    "feature_network": {...}}``. ``dataset``: the data whose test images are the real ones
+    (default: the run's own; several runs that view one data set differently, binarized or
+    not, are compared against the same images by passing the grey levels)."""
     if isinstance(features, str):
-        features = resolve(features, run.data, device=run.trainer.device)
-    real, labels = real_images(run, n, seed)
+        features = resolve(features, run.data if dataset is None else dataset, run.trainer.device)
+    real, labels = real_images(run, n, seed, dataset)
     device = run.trainer.device
     real = real.to(device)
     if len(real) < K + 1:

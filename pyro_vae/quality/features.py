@@ -271,15 +271,29 @@ def trained(
     return net, info, path
 
 
+def auto_seed(spec: str) -> int:
+    """The seed of an ``auto`` or ``auto:SEED`` feature network (0 for ``auto``)."""
+    seed = spec.partition(":")[2] or "0"
+    if not seed.isdigit():
+        raise ValueError(
+            f"--features {spec!r}: auto:SEED takes a whole number >= 0 (e.g. auto:1, a second "
+            "network trained from another seed)"
+        )
+    return int(seed)
+
+
 def resolve(spec: str, dataset: Dataset, device: torch.device | str = "cpu") -> Features:
     """The features ``spec`` names: ``auto`` (the data set's own network, trained here and
-    cached), ``inception:PATH`` (pytorch-fid's weights: FID), or a TorchScript file."""
+    cached), ``auto:SEED`` (the same network trained from another seed: an independent judge of
+    a model trained to match the first one's features, as the perceptual likelihood's default
+    does), ``inception:PATH`` (pytorch-fid's weights: FID), or a TorchScript file."""
     device = torch.device(device)
-    if spec == "auto":
-        net, info, path = trained(dataset, device=device)
+    if spec == "auto" or spec.startswith("auto:"):
+        seed = auto_seed(spec)
+        net, info, path = trained(dataset, seed=seed, device=device)
         net = net.to(device)
-        name = f"{short_name(dataset.name)}-{info['task']}"
-        return Features(name, net.features, {"network": str(path), **info})
+        name = f"{short_name(dataset.name)}-{info['task']}" + (f"-seed{seed}" if seed else "")
+        return Features(name, net.features, {"network": str(path), "seed": seed, **info})
     if spec.startswith("inception:"):
         from .inception import load_fid_inception
 
