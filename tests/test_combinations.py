@@ -32,6 +32,9 @@ INCOMPATIBLE = {
     ("flat", "fullcov", None): "the flat prior is improper",
     ("flat", "iaf", None): "the flat prior is improper",
     (None, "iaf", "meanfield"): "needs a mean-field guide",
+    ("vampprior", "flow", None): "use --guide normal or fullcov",
+    ("flat", "flow", None): "the flat prior is improper",
+    (None, "flow", "meanfield"): "needs a mean-field guide",
 }
 
 
@@ -56,10 +59,19 @@ OWN_FILE = {"vaegan": "tests/test_vaegan.py"}
 ADVERSARIAL = {"vaegan"}
 
 
+# guides with a test file of their own: here with the default objective, once per prior and
+# once per likelihood
+GUIDE_OWN_FILE = {"flow": "tests/test_flow_guide.py"}
+
+
 def skipped(prior: str, likelihood: str, guide: str, objective: str) -> str | None:
     """Why a combination is not run here (None: it is)."""
     if likelihood in IMAGES_ONLY:
         return IMAGES_ONLY[likelihood]
+    if guide in GUIDE_OWN_FILE and not (
+        objective == "trace" and (prior == "standard-normal" or likelihood == "bernoulli")
+    ):
+        return f"{guide}: one case per prior and per likelihood; {GUIDE_OWN_FILE[guide]}"
     if likelihood in OWN_FILE and not (
         objective == "trace" and (prior == "standard-normal" or guide == "normal")
     ):

@@ -8,7 +8,7 @@ is named by import path (``--guide mypkg.guides:MyGuide``). The label-aware and 
 kinds bring their own guides (see ``pyro_vae.kinds``).
 """
 
-from ..registry import Registry
+from .base import GUIDES
 from .conditional import ConditionalNormalGuide, M2Guide
 from .delta import DeltaGuide
 from .fullcov import FullCovGuide
@@ -16,18 +16,19 @@ from .hierarchical import BottomUpGuide, LadderGuide
 from .iaf import IAFGuide
 from .normal import NormalGuide
 
-# Built with those of x_dim, z_dim, hidden, activation, encoder their constructor names.
-GUIDES: Registry = Registry("guide", group="pyro_vae.guides")
 GUIDES.register("normal", NormalGuide, "diagonal Normal (default)")
 GUIDES.register("fullcov", FullCovGuide, "full-covariance Normal, predicted Cholesky factor")
 GUIDES.register("iaf", IAFGuide, "inverse autoregressive flows on a diagonal Normal")
 GUIDES.register("delta", DeltaGuide, "a point estimate (amortized MAP; with a flat prior: an AE)")
+
+from .flow import FlowGuide  # noqa: E402  (registers itself, after the four above)
 
 __all__ = [
     "GUIDES",
     "BottomUpGuide",
     "ConditionalNormalGuide",
     "DeltaGuide",
+    "FlowGuide",
     "FullCovGuide",
     "IAFGuide",
     "LadderGuide",

@@ -11,7 +11,13 @@ from torch.distributions import Distribution
 
 from ..inputs import check_rows
 from ..nets import MLP
+from ..registry import Registry
 from ..runtime import FastPyroModule
+
+# The guides of the one-latent VAE, by name; a guide registers itself where it is defined (or
+# in this package's __init__). Built with those of x_dim, z_dim, hidden, activation, encoder and
+# the guides' declared options their constructor names.
+GUIDES: Registry = Registry("guide", group="pyro_vae.guides")
 
 
 class AmortizedGuide(FastPyroModule):

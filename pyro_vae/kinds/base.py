@@ -123,6 +123,13 @@ class ModelKind:
             )
         return construct(factory, **available)
 
+    def guide_options(self, config: Any) -> dict[str, Any]:
+        """The options the kind's guides declare (``flow``, ...), for the guide's constructor
+        and its ``encoder_width`` to take those they name."""
+        return {
+            f.name: getattr(config, f.name) for cls in self.guides.options() for f in fields(cls)
+        }
+
     def prior(self, config: Any, z_dim: int, guide: nn.Module | None) -> nn.Module:
         return construct(
             PRIORS.choose(config.prior),

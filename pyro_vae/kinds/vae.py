@@ -25,8 +25,11 @@ class VAE(ModelKind):
     def build(self, config: Any) -> tuple[nn.Module, nn.Module]:
         likelihood = self.likelihood(config)
         guide_cls = self.guides.choose(config.guide)
+        options = self.guide_options(config)
         width = getattr(guide_cls, "encoder_width", None)
-        encoder_width = width(config.z_dim) if width else 2 * config.z_dim
+        encoder_width = (
+            construct(width, z_dim=config.z_dim, **options) if width else 2 * config.z_dim
+        )
         encoder, decoder = self.conv_nets(
             config, encoder_width, getattr(likelihood, "params_per_pixel", 1)
         )
@@ -40,6 +43,7 @@ class VAE(ModelKind):
             hidden=config.hidden,
             activation=config.activation,
             encoder=encoder,
+            **options,
         )
         model = VAEModel(
             config.x_dim,
