@@ -54,7 +54,7 @@ IMAGES_ONLY = {
 }
 # likelihoods with a test file of their own: here only with the default objective, once per
 # prior and once per guide (the whole product would add minutes of what they cannot change)
-OWN_FILE = {"vaegan": "tests/test_vaegan.py"}
+OWN_FILE = {"vaegan": "tests/test_vaegan.py", "logcosh": "tests/test_logcosh.py"}
 # likelihoods whose features an adversary trains: their objective moves as the features do
 ADVERSARIAL = {"vaegan"}
 

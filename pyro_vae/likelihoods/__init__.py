@@ -404,4 +404,4 @@ __all__ = [
 ]
 
 # the likelihoods of their own modules register themselves
-from . import adversarial, perceptual, structural  # noqa: E402,F401
+from . import adversarial, logcosh, perceptual, structural  # noqa: E402,F401
