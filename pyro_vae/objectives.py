@@ -158,8 +158,11 @@ def _log_sum(trace: poutine.Trace) -> Tensor:
     return total if total.dim() == 2 else total.unsqueeze(0)
 
 
-def _split_params(model: Any, guide: Any) -> tuple[list[Tensor], list[Tensor]]:
-    """The model's parameters, and the guide's own (those the model does not hold)."""
+def _split_params(
+    model: Any, guide: Any, objective: str = "iwae-dreg"
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The model's parameters, and the guide's own (those the model does not hold), for an
+    ``objective`` that gives the two different gradients."""
     model_params = list(model.parameters()) if isinstance(model, nn.Module) else []
     held = {id(p) for p in model_params}
     guide_params = [
@@ -168,8 +171,8 @@ def _split_params(model: Any, guide: Any) -> tuple[list[Tensor], list[Tensor]]:
     prior = getattr(model, "prior", None)
     if getattr(prior, "guide", None) is not None:
         raise ValueError(
-            "--elbo iwae-dreg needs a prior that does not read the guide (a VampPrior does): "
-            "use --elbo iwae, or another prior"
+            f"--elbo {objective} needs a prior that does not read the guide (a VampPrior "
+            "does): use --elbo iwae, or another prior"
         )
     return [p for p in model_params if p.requires_grad], [
         p for p in guide_params if p.requires_grad
@@ -427,8 +430,9 @@ def make_elbo(name: str = "trace", num_particles: int = 1) -> ELBO:
 
 def differentiable(elbo: ELBO) -> bool:
     """Whether the objective gives a loss tensor to backpropagate (else it runs
-    ``loss_and_grads``: Pyro 1.9.2's RenyiELBO has no ``differentiable_loss``)."""
-    return not isinstance(elbo, RenyiELBO)
+    ``loss_and_grads``: Pyro 1.9.2's RenyiELBO has no ``differentiable_loss``, and PIWAE gives
+    its model and guide different gradients)."""
+    return not isinstance(elbo, RenyiELBO) and getattr(elbo, "has_differentiable_loss", True)
 
 
 __all__ = [
@@ -442,3 +446,6 @@ __all__ = [
     "pyro",
     "total_correlation",
 ]
+
+# the objectives of their own modules register themselves
+from . import bounds  # noqa: E402,F401

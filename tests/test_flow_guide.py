@@ -103,6 +103,7 @@ def test_a_cli_run_trains_and_is_scored_by_importance_sampling(tmp_path, tiny_mn
     out = tmp_path / "run"
     argv = ["train", "--data-dir", str(tiny_mnist_dir), "--guide", "flow", "--flow", "radial:2"]
     tiny = ["--z-dim", "2", "--hidden", "16", "--epochs", "1", "--ll-samples", "20"]
+    tiny += ["--train-size", "256", "--test-size", "64"]
     assert cli.main([*argv, *tiny, "--no-progress", "--out", str(out)]) == 0
     result = json.loads((out / "evaluation.json").read_text())
     assert math.isfinite(result["log_likelihood"]) and result["importance_samples"] == 20

@@ -134,6 +134,7 @@ LAYERS = [
         "guides",
         "models",
         "objectives",
+        "bounds",
         "data",
         "checkpoint",
         "evaluate",
