@@ -20,7 +20,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 from torch.distributions import Independent, Normal
 
-from . import data, evaluate, latent, plots
+from . import data, evaluate, latent, plots, samplers
 from . import run as runs
 from .checkpoint import write_atomically
 from .options import Count
@@ -268,10 +268,28 @@ def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
     if args.out:
         out = Path(args.out)
         check_output(out, "--out", folder=out.suffix not in (".png", ".npy"))
-    run = load(args, dataset=False)
+    name, _ = samplers.parse(args.sampler)
+    if name != "prior" and (args.temperature != 1 or args.label is not None):
+        raise ValueError(
+            f"--sampler {args.sampler} draws codes from a density fitted to the training codes: "
+            "leave out --temperature and --label (they scale or condition the prior)"
+        )
+    run = load(args, dataset=name != "prior")
     labels = _label_arg(run, args.label, None)
-    images = run.sample(args.n, temperature=args.temperature, labels=labels, seed=args.seed)
+    if name == "prior":
+        images = run.sample(args.n, temperature=args.temperature, labels=labels, seed=args.seed)
+    else:
+        if run.kind.needs_labels:
+            raise ValueError(
+                f"--sampler {args.sampler}: --model {run.kind.name} decodes codes with labels; "
+                "ex-post samplers are for unlabelled kinds (vae, hvae's top layer in Python)"
+            )
+        sampler = samplers.fitted(args.sampler, run.encode(run.data.train), seed=args.seed)
+        gen = torch.Generator().manual_seed(args.seed)
+        images = run.decode(sampler.sample(args.n, generator=gen))
     default = f"samples-n{args.n}-seed{args.seed}"
+    if name != "prior":
+        default += f"-{args.sampler.replace(':', '')}"
     if args.temperature != 1:
         default += f"-t{args.temperature:g}"
     if args.label is not None:
@@ -284,6 +302,8 @@ def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
     title = "E[x|z], z ~ p(z)" + (
         f" at temperature {args.temperature:g}" if args.temperature != 1 else ""
     )
+    if name != "prior":
+        title = f"E[x|z], z ~ {args.sampler} fitted to the training codes"
     for path in write_images(folder, name, images, run, args.format, args.each, title):
         print(path)
 
@@ -393,6 +413,14 @@ def add_commands(
         type=float,
         default=1.0,
         help="scale of the prior's spread for the draws (below 1: more typical samples)",
+    )
+    s.add_argument(
+        "--sampler",
+        default="prior",
+        metavar="SPEC",
+        help="where the codes come from: prior (z ~ p(z)), or a density fitted to the codes of "
+        f"the training data (at most {samplers.MAX_CODES:,}): "
+        + ", ".join(f"{n}:K ({samplers.SAMPLERS.help(n)})" for n in samplers.SAMPLERS),
     )
     s.add_argument(
         "--out", default=None, help="file or folder (default: samples-nN-seedS beside the run)"

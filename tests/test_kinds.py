@@ -135,6 +135,7 @@ LAYERS = [
         "models",
         "objectives",
         "bounds",
+        "samplers",
         "data",
         "checkpoint",
         "evaluate",
