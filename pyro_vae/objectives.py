@@ -448,4 +448,4 @@ __all__ = [
 ]
 
 # the objectives of their own modules register themselves
-from . import bounds  # noqa: E402,F401
+from . import bounds, divergences  # noqa: E402,F401

@@ -24,6 +24,8 @@ OBJECTIVES = {
     "miwae2x2": {"elbo": "miwae", "num_particles": 2, "iw_estimates": 2},
     "ciwae2": {"elbo": "ciwae", "num_particles": 2},
     "piwae2x2": {"elbo": "piwae", "num_particles": 2, "iw_estimates": 2},
+    "wae-mmd": {"elbo": "wae-mmd"},
+    "info-mmd": {"elbo": "info-mmd"},
 }
 # objectives with a test file of their own: here once per prior and guide, and with a real-valued
 # likelihood (the others at their defaults)
@@ -31,6 +33,8 @@ OBJECTIVE_OWN_FILE = {
     "miwae2x2": "tests/test_bounds.py",
     "ciwae2": "tests/test_bounds.py",
     "piwae2x2": "tests/test_bounds.py",
+    "wae-mmd": "tests/test_divergences.py",
+    "info-mmd": "tests/test_divergences.py",
 }
 DEFAULTS = ("standard-normal", "bernoulli", "normal")
 INCOMPATIBLE = {
@@ -43,6 +47,8 @@ INCOMPATIBLE = {
     ("flat", "fullcov", None): "the flat prior is improper",
     ("flat", "iaf", None): "the flat prior is improper",
     ("vampprior", None, "piwae2x2"): "needs a prior that does not read the guide",
+    ("flat", "delta", "wae-mmd"): "the flat prior is improper",
+    ("flat", "delta", "info-mmd"): "the flat prior is improper",
     (None, "iaf", "meanfield"): "needs a mean-field guide",
     ("vampprior", "flow", None): "use --guide normal or fullcov",
     ("flat", "flow", None): "the flat prior is improper",
@@ -82,7 +88,7 @@ def skipped(prior: str, likelihood: str, guide: str, objective: str) -> str | No
         return IMAGES_ONLY[likelihood]
     if objective in OBJECTIVE_OWN_FILE:
         changed = sum(a != b for a, b in zip((prior, likelihood, guide), DEFAULTS, strict=True))
-        # the bound reads log-weights: a likelihood other than a real-valued one changes none
+        # they read log-weights or codes: a likelihood other than a real-valued one changes none
         if changed > 1 or likelihood not in ("bernoulli", "normal"):
             return f"{objective}: one piece changed at a time; {OBJECTIVE_OWN_FILE[objective]}"
     if guide in GUIDE_OWN_FILE and not (

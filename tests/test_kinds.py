@@ -135,6 +135,7 @@ LAYERS = [
         "models",
         "objectives",
         "bounds",
+        "divergences",
         "samplers",
         "data",
         "checkpoint",
