@@ -148,3 +148,42 @@ def test_speed_benchmark_vaegan_row(tiny_mnist_dir):
     assert done.returncode == 0, done.stderr
     assert "conv VAE-GAN 1x28x28-256-32, batch 64, 128 data, 2 steps/epoch" in done.stdout
     assert done.stdout.count("ratio pyro-vae / hand-written") == 1
+
+
+def test_zoo_benchmark_smoke(tiny_mnist_dir, tmp_path):
+    """A few rows end to end; every model of the zoo is offered by --models."""
+    out = tmp_path / "zoo"
+    argv = ["--data-dir", str(tiny_mnist_dir), "--models", "vae", "miwae", "planar"]
+    argv += ["--epochs", "1", "--train-size", "256", "--test-size", "32", "--ll-samples", "4"]
+    argv += ["--quality-samples", "16", "--hidden", "16", "--z-dim", "3", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/zoo.py", *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "zoo.json").read_text())
+    assert [r["model"] for r in rows] == ["vae", "miwae", "planar"]
+    for r in rows:
+        assert r["importance_samples"] == 4 and r["log_likelihood"] < 0
+        assert r["quality"]["metric"] == "FD-mnist-classes" and r["quality"]["n"] == 16
+        assert r["quality"]["ex_post"]["fd"] >= 0 and r["quality"]["reconstruction_mse"] > 0
+    assert "| planar: VAE with 8 planar flows" in (out / "zoo.md").read_text()
+    listed = (
+        subprocess.run(
+            [sys.executable, "benchmarks/zoo.py", "--help"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        .stdout.replace("\n", "")
+        .replace(" ", "")
+    )
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from zoo import ZOO
+    finally:
+        sys.path.pop(0)
+    assert all(name in listed for name in ZOO)

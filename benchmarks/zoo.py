@@ -1,0 +1,208 @@
+"""The model zoo on one data set with the same networks and budget: one row per model.
+
+    python benchmarks/zoo.py --data-dir ../shared/data --epochs 5 --train-size 20000
+
+Every model is the same MLP VAE (``--hidden``, ``--z-dim``, Adam 1e-3, batch 128, dynamic
+binarization on MNIST) with the pieces that make it that model swapped in (a guide, a prior,
+an objective). Each is trained through ``pyro_vae.run.train`` (its folder under ``--out``) and
+scored on the same test data:
+
+- test ELBO and importance-sampled log p(x) (k = ``--ll-samples``, nats per datum), where the
+  model defines a density (every row here does: pythae reports neither);
+- reconstruction error: mean squared error of E[x | z], z the guide's point summary, per datum;
+- FD, precision and recall of 1,000 prior samples E[x|z] (:mod:`pyro_vae.quality`, features of
+  the data set's own classifier: ``FD-mnist-classes``, never to be read as FID), and of as many
+  draws from a 10-component Gaussian mixture fitted to the training codes (``gmm:10``,
+  :mod:`pyro_vae.samplers`);
+- seconds per epoch (median).
+
+Writes ``zoo.json`` and ``zoo.md`` into ``--out`` after every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from pyro_vae import data, quality, samplers
+from pyro_vae import run as runs
+from pyro_vae.config import ModelConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model: the pieces that differ from the VAE's, and where it comes from."""
+
+    what: str
+    model: dict = field(default_factory=dict)  # ModelConfig overrides
+    train: dict = field(default_factory=dict)  # TrainConfig overrides
+
+
+ZOO: dict[str, Entry] = {
+    "vae": Entry("VAE (Kingma & Welling 2014)"),
+    "beta-vae": Entry("β-VAE, β = 4 (Higgins et al. 2017)", train={"beta": 4.0}),
+    "iwae": Entry("IWAE, k = 5 (Burda et al. 2015)", train={"elbo": "iwae", "num_particles": 5}),
+    "miwae": Entry(
+        "MIWAE, M = 5, K = 5 (Rainforth et al. 2018)",
+        train={"elbo": "miwae", "num_particles": 5, "iw_estimates": 5},
+    ),
+    "ciwae": Entry(
+        "CIWAE, β = 0.5, K = 5 (Rainforth et al. 2018)",
+        train={"elbo": "ciwae", "num_particles": 5},
+    ),
+    "piwae": Entry(
+        "PIWAE, M = 5, K = 5 (Rainforth et al. 2018)",
+        train={"elbo": "piwae", "num_particles": 5, "iw_estimates": 5},
+    ),
+    "wae-mmd": Entry("WAE-MMD, λ = 100, IMQ (Tolstikhin et al. 2018)", train={"elbo": "wae-mmd"}),
+    "info-mmd": Entry("InfoVAE-MMD, α = 0, λ = 100 (Zhao et al. 2019)", train={"elbo": "info-mmd"}),
+    "planar": Entry(
+        "VAE with 8 planar flows (Rezende & Mohamed 2015)",
+        model={"guide": "flow", "flow": "planar:8"},
+    ),
+    "radial": Entry(
+        "VAE with 8 radial flows (Rezende & Mohamed 2015)",
+        model={"guide": "flow", "flow": "radial:8"},
+    ),
+    "householder": Entry(
+        "VAE with 4 Householder flows (Tomczak & Welling 2016)",
+        model={"guide": "flow", "flow": "householder:4"},
+    ),
+    "sylvester": Entry(
+        "VAE with 2 Sylvester flows, global (van den Berg et al. 2018)",
+        model={"guide": "flow", "flow": "sylvester:2"},
+    ),
+    "naf": Entry(
+        "VAE with 2 neural autoregressive flows (Huang et al. 2018)",
+        model={"guide": "flow", "flow": "naf:2"},
+    ),
+    "iaf": Entry("VAE with 2 IAFs (Kingma et al. 2016)", model={"guide": "iaf"}),
+    "vampprior": Entry(
+        "VampPrior, 500 pseudo-inputs (Tomczak & Welling 2018)",
+        model={"prior": "vampprior", "prior_components": 500},
+    ),
+    "mog-prior": Entry(
+        "mixture-of-Gaussians prior, 10", model={"prior": "mog", "prior_components": 10}
+    ),
+    "tcvae": Entry("β-TCVAE, β = 6 (Chen et al. 2018)", train={"elbo": "tcvae"}),
+}
+SAMPLER = "gmm:10"
+
+
+def score(run: runs.Run, grey: data.Dataset, n: int, seed: int) -> dict:
+    """Reconstruction error, and FD / precision / recall of prior and GMM samples, against the
+    test images of ``grey`` (the data as loaded: grey levels, whatever the run binarizes)."""
+    features = quality.resolve("auto", grey, device=run.trainer.device)
+    result = quality.score(run, features, n, seed=seed, dataset=grey)
+    real, _ = quality.real_images(run, n, seed, dataset=grey)
+    real = real.to(run.trainer.device)
+    with torch.no_grad():
+        recon = run.reconstruct(real)
+        sampler = samplers.fitted(SAMPLER, run.encode(run.data.train), seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        drawn = run.decode(sampler.sample(len(real), generator=gen)).to(real.device)
+    ex_post = quality.scores(real, drawn, features, features(real))
+    return {
+        "metric": result["metric"],
+        "n": result["n"],
+        "prior": result["prior"],
+        "ex_post": ex_post,
+        "reconstruction_mse": (recon - real).pow(2).flatten(1).sum(1).mean().item(),
+        "feature_accuracy": result.get("feature_network", {}).get("test_accuracy"),
+    }
+
+
+def markdown(rows: Sequence[dict]) -> str:
+    metric = rows[0]["quality"]["metric"] if rows else "FD"
+    lines = [
+        f"| model | test ELBO | test log p(x) | k | recon. MSE | {metric} prior | precision / "
+        f"recall | {metric} {SAMPLER} | precision / recall | s/epoch |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        q, p, e = r["quality"], r["quality"]["prior"], r["quality"]["ex_post"]
+        ll = r.get("log_likelihood")
+        lines.append(
+            f"| {r['model']}: {r['what']} | {r['elbo']:.2f} | "
+            + (f"{ll:.2f} ± {r['log_likelihood_stderr']:.2f}" if ll is not None else "—")
+            + f" | {r.get('importance_samples', 0)} | {q['reconstruction_mse']:.2f} | "
+            f"{p['fd']:.1f} | {p['precision']:.2f} / {p['recall']:.2f} | {e['fd']:.1f} | "
+            f"{e['precision']:.2f} / {e['recall']:.2f} | {r['seconds_per_epoch']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO))
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--ll-samples", type=int, default=1000)
+    p.add_argument("--quality-samples", type=int, default=1000)
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--z-dim", type=int, default=32)
+    p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/zoo")
+    args = p.parse_args(argv)
+
+    out = Path(args.out)
+    ds = data.load(args.dataset, args.data_dir)
+    grey = ds.subset(args.train_size, args.test_size)
+    base_model = ModelConfig(z_dim=args.z_dim, hidden=tuple(args.hidden))
+    base_train = TrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        ll_samples=args.ll_samples,
+        seed=args.seed,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        device=args.device,
+    )
+    rows: list[dict] = []
+    for name in args.models:
+        entry = ZOO[name]
+        model_config = replace(base_model, **entry.model)
+        train_config = replace(base_train, **entry.train)
+        folder = out / f"{args.dataset}-{name}-{args.epochs}ep"
+        run, result = runs.train(model_config, train_config, folder, dataset=ds, progress=False)
+        rows.append(
+            {
+                "model": name,
+                "what": entry.what,
+                "dataset": args.dataset,
+                "binarization": run.binarize,
+                "epochs": args.epochs,
+                "n_test": result["n_data"],
+                "elbo": result["elbo"],
+                "log_likelihood": result.get("log_likelihood"),
+                "log_likelihood_stderr": result.get("log_likelihood_stderr"),
+                "importance_samples": result.get("importance_samples", 0),
+                "seconds_per_epoch": result.get("seconds_per_epoch_median", float("nan")),
+                "quality": score(run, grey, args.quality_samples, args.seed),
+            }
+        )
+        print(markdown(rows[-1:]), file=sys.stderr)
+        write(out, rows)  # after every row: a long queue that stops keeps what it measured
+    print(markdown(rows))
+    return rows
+
+
+def write(out: Path, rows: Sequence[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "zoo.json").write_text(json.dumps(list(rows), indent=2) + "\n")
+    (out / "zoo.md").write_text(markdown(rows) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
