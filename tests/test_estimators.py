@@ -172,3 +172,16 @@ def test_iwae_objective_is_the_k_sample_bound(ppca):
     assert abs(iwae - ll.mean().item()) < 4 * se * math.sqrt(2)
     elbo = -make_elbo("trace", 10).loss(model, guide, xs) / len(xs)
     assert iwae > elbo
+
+
+def test_log_p_x_chunks_shrink_with_the_decoded_parameters():
+    """A 5-component logistic mixture of 64 x 64 x 3 images decodes 184,320 parameters per
+    datum: log p(x) takes fewer (sample, datum) pairs at once (8,192 of them were an OOM kill)."""
+    from pyro_vae.config import ModelConfig
+    from pyro_vae.kinds import build
+
+    small, _ = build(ModelConfig(x_dim=784, z_dim=2, hidden=(8,)))
+    assert evaluate.chunk_budget(small, torch.zeros(3, 784)) == evaluate.MAX_ELEMENTS
+    big, _ = build(ModelConfig(x_dim=12288, z_dim=2, hidden=(8,), likelihood="logistic-mixture"))
+    budget = evaluate.chunk_budget(big, torch.zeros(3, 12288))
+    assert budget == evaluate.MAX_VALUES // (12288 * 15) < evaluate.MAX_ELEMENTS
