@@ -126,7 +126,9 @@ class MMDObjective(Trace_ELBO):
                     "proper prior"
                 ) from None
             codes, draws = z.reshape(-1, z.shape[-1]), draws.reshape(-1, z.shape[-1])
-            penalty = codes.shape[0] * mmd2(codes, draws, self.kernel_name)
+            # a batch of one (an epoch's remainder) has no pairs to estimate MMD² from
+            n = codes.shape[0]
+            penalty = n * mmd2(codes, draws, self.kernel_name) if n > 1 else codes.sum() * 0
             loss = loss - observed - latent_weight * latent + mmd_weight * penalty
         return loss / self.num_particles
 

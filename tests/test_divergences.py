@@ -117,3 +117,15 @@ def test_a_cli_run_trains_with_each(name, tmp_path, tiny_mnist_dir):
     assert cli.main([*argv, "--ll-samples", "10", "--no-progress", "--out", str(out)]) == 0
     result = json.loads((out / "evaluation.json").read_text())
     assert math.isfinite(result["elbo"]) and math.isfinite(result["log_likelihood"])
+
+
+def test_a_batch_of_one_has_no_mmd_term():
+    """An epoch's remainder of one datum: the MMD² needs pairs, so only the other terms count."""
+    torch.manual_seed(0)
+    model, guide = build(ModelConfig(x_dim=10, z_dim=2, hidden=(8,)))
+    x = torch.bernoulli(torch.full((1, 10), 0.4))
+    elbo = make_elbo("wae-mmd")
+    elbo.configure(TrainConfig(elbo="wae-mmd"), 1)
+    loss = elbo.differentiable_loss(model, guide, x)
+    assert torch.isfinite(loss)
+    loss.backward()
