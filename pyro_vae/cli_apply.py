@@ -268,15 +268,15 @@ def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
     if args.out:
         out = Path(args.out)
         check_output(out, "--out", folder=out.suffix not in (".png", ".npy"))
-    name, _ = samplers.parse(args.sampler)
-    if name != "prior" and (args.temperature != 1 or args.label is not None):
+    source, _ = samplers.parse(args.sampler)
+    if source != "prior" and (args.temperature != 1 or args.label is not None):
         raise ValueError(
             f"--sampler {args.sampler} draws codes from a density fitted to the training codes: "
             "leave out --temperature and --label (they scale or condition the prior)"
         )
-    run = load(args, dataset=name != "prior")
+    run = load(args, dataset=source != "prior")
     labels = _label_arg(run, args.label, None)
-    if name == "prior":
+    if source == "prior":
         images = run.sample(args.n, temperature=args.temperature, labels=labels, seed=args.seed)
     else:
         if run.kind.needs_labels:
@@ -288,7 +288,7 @@ def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
         gen = torch.Generator().manual_seed(args.seed)
         images = run.decode(sampler.sample(args.n, generator=gen))
     default = f"samples-n{args.n}-seed{args.seed}"
-    if name != "prior":
+    if source != "prior":
         default += f"-{args.sampler.replace(':', '')}"
     if args.temperature != 1:
         default += f"-t{args.temperature:g}"
@@ -302,7 +302,7 @@ def cmd_sample(args: argparse.Namespace, load: Callable[..., runs.Run]) -> None:
     title = "E[x|z], z ~ p(z)" + (
         f" at temperature {args.temperature:g}" if args.temperature != 1 else ""
     )
-    if name != "prior":
+    if source != "prior":
         title = f"E[x|z], z ~ {args.sampler} fitted to the training codes"
     for path in write_images(folder, name, images, run, args.format, args.each, title):
         print(path)
