@@ -27,7 +27,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from torch import Tensor
 
-from .objectives import ELBOS, _latent, _log_sum, _split_params
+from .objectives import ELBOS, _log_sum, _split_params, require_reparameterized
 from .registry import Options, at_least_one, option
 
 
@@ -82,12 +82,7 @@ class ImportanceBound(Trace_ELBO):
     def log_weights(self, model, guide, args, kwargs) -> Tensor:  # type: ignore[no-untyped-def]
         """log w of the M·K draws, shape (M, K, batch)."""
         model_trace, guide_trace = next(iter(self._get_traces(model, guide, args, kwargs)))
-        for site in guide_trace.nodes.values():
-            if _latent(site) and not site["fn"].has_rsample:
-                raise ValueError(
-                    f"--elbo {self.name} needs a reparameterized guide; site {site['name']!r} "
-                    "is not: use --elbo iwae"
-                )
+        require_reparameterized(guide_trace, self.name)
         log_w = _log_sum(model_trace) - _log_sum(guide_trace)
         return log_w.reshape(self.m, self.k, -1)
 

@@ -114,12 +114,7 @@ class DReG_ELBO(RenyiELBO):
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
         model_params, guide_params = _split_params(model, guide)
         model_trace, guide_trace = next(iter(self._get_traces(model, guide, args, kwargs)))
-        for site in guide_trace.nodes.values():
-            if _latent(site) and not site["fn"].has_rsample:
-                raise ValueError(
-                    f"--elbo iwae-dreg needs a reparameterized guide; site {site['name']!r} "
-                    "is not: use --elbo iwae"
-                )
+        require_reparameterized(guide_trace, "iwae-dreg")
         log_p, log_q = _log_sum(model_trace), _log_sum(guide_trace)
         with _held_fixed(guide, guide_params):
             again = poutine.trace(
@@ -142,6 +137,17 @@ class DReG_ELBO(RenyiELBO):
                 if g is not None:
                     p.grad = g if p.grad is None else p.grad + g
         return -elbo.sum().item()
+
+
+def require_reparameterized(guide_trace: poutine.Trace, objective: str) -> None:
+    """Refuse, in one line, a guide with a latent site that cannot be reparameterized: the
+    ``objective``'s guide gradient flows through the draws."""
+    for site in guide_trace.nodes.values():
+        if _latent(site) and not site["fn"].has_rsample:
+            raise ValueError(
+                f"--elbo {objective} needs a reparameterized guide; site {site['name']!r} "
+                "is not: use --elbo iwae"
+            )
 
 
 def _latent(site: dict) -> bool:
