@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyro.distributions as dist
-import torch
 import torch.nn.functional as F
 from pyro.distributions import transforms as T
 from torch import Tensor, nn
@@ -29,6 +28,7 @@ from torch.distributions import Distribution
 
 from ..registry import Options, at_least_one, option
 from .base import GUIDES, AmortizedGuide
+from .iaf import IAFGuide
 from .normal import MIN_SCALE
 
 # flow name -> (its factory from (z_dim, context_dim, hidden width), whether it is conditioned
@@ -137,15 +137,8 @@ class FlowGuide(AmortizedGuide):
         ]
         return dist.TransformedDistribution(base, steps)
 
-    @torch.no_grad()
-    def point(self, x: Tensor) -> Tensor:
-        """The transforms applied to the base Normal's mean (the flow's mean has no closed
-        form), as :meth:`pyro_vae.guides.iaf.IAFGuide.point`."""
-        q = self.posterior(x)
-        z = q.base_dist.mean
-        for transform in q.transforms:
-            z = transform(z)
-        return z
+    # the transforms applied to the base Normal's mean (the flow's mean has no closed form)
+    point = IAFGuide.point
 
 
 GUIDES.register(
