@@ -5,7 +5,7 @@ tests and one README line; a kind outside this package is named by import path
 (``--model mypkg.kinds:MyKind``) or through the ``pyro_vae.kinds`` entry point group.
 """
 
-from . import cvae, hvae, m2, vae
+from . import cvae, hvae, jointvae, m2, vae
 from .base import (
     KINDS,
     ModelKind,
@@ -26,6 +26,7 @@ __all__ = [
     "build_in_memory",
     "cvae",
     "hvae",
+    "jointvae",
     "kind_of",
     "m2",
     "register",
