@@ -62,6 +62,9 @@ ZOO: dict[str, Entry] = {
     ),
     "wae-mmd": Entry("WAE-MMD, λ = 100, IMQ (Tolstikhin et al. 2018)", train={"elbo": "wae-mmd"}),
     "info-mmd": Entry("InfoVAE-MMD, α = 0, λ = 100 (Zhao et al. 2019)", train={"elbo": "info-mmd"}),
+    "swae": Entry("SWAE, λ = 10, 50 directions (Kolouri et al. 2019)", train={"elbo": "swae"}),
+    "dip-i": Entry("DIP-VAE-I, λ_od = λ_d = 10 (Kumar et al. 2018)", train={"elbo": "dip-i"}),
+    "dip-ii": Entry("DIP-VAE-II, λ_od = λ_d = 10 (Kumar et al. 2018)", train={"elbo": "dip-ii"}),
     "planar": Entry(
         "VAE with 8 planar flows (Rezende & Mohamed 2015)",
         model={"guide": "flow", "flow": "planar:8"},

@@ -26,6 +26,9 @@ OBJECTIVES = {
     "piwae2x2": {"elbo": "piwae", "num_particles": 2, "iw_estimates": 2},
     "wae-mmd": {"elbo": "wae-mmd"},
     "info-mmd": {"elbo": "info-mmd"},
+    "swae": {"elbo": "swae"},
+    "dip-i": {"elbo": "dip-i"},
+    "dip-ii": {"elbo": "dip-ii"},
 }
 # objectives with a test file of their own: here once per prior and guide, and with a real-valued
 # likelihood (the others at their defaults)
@@ -35,6 +38,9 @@ OBJECTIVE_OWN_FILE = {
     "piwae2x2": "tests/test_bounds.py",
     "wae-mmd": "tests/test_divergences.py",
     "info-mmd": "tests/test_divergences.py",
+    "swae": "tests/test_divergences.py",
+    "dip-i": "tests/test_divergences.py",
+    "dip-ii": "tests/test_divergences.py",
 }
 DEFAULTS = ("standard-normal", "bernoulli", "normal")
 INCOMPATIBLE = {
@@ -53,6 +59,14 @@ INCOMPATIBLE = {
     ("vampprior", "flow", None): "use --guide normal or fullcov",
     ("flat", "flow", None): "the flat prior is improper",
     (None, "flow", "meanfield"): "needs a mean-field guide",
+    ("flat", "delta", "swae"): "the flat prior is improper",
+    # DIP-VAE regularises the covariance of the guide's Normal means
+    (None, "delta", "dip-i"): "use --guide normal",
+    (None, "delta", "dip-ii"): "use --guide normal",
+    (None, "fullcov", "dip-i"): "use --guide normal",
+    (None, "fullcov", "dip-ii"): "use --guide normal",
+    (None, "iaf", "dip-i"): "use --guide normal",
+    (None, "iaf", "dip-ii"): "use --guide normal",
 }
 
 

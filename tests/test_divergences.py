@@ -1,6 +1,8 @@
-"""WAE-MMD and InfoVAE (``--elbo wae-mmd``, ``--elbo info-mmd``): the MMD estimate against the
-closed form of a Gaussian kernel between Gaussians, unbiased at P = Q; each objective reduces to
-its known special case; options refused in one line; a CLI run."""
+"""WAE-MMD, InfoVAE, SWAE, DIP-VAE I/II (``--elbo wae-mmd``, ``info-mmd``, ``swae``, ``dip-i``,
+``dip-ii``): the MMD estimate against the closed form of a Gaussian kernel between Gaussians,
+unbiased at P = Q; the sliced Wasserstein estimate against the closed form between Gaussians;
+DIP's penalty on a known covariance; each objective reduces to its known special case; options
+refused in one line; a CLI run of each."""
 
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ from pyro.infer import Trace_ELBO
 
 from pyro_vae import cli
 from pyro_vae.config import ModelConfig, TrainConfig
-from pyro_vae.divergences import kernel, mmd2
+from pyro_vae.divergences import (
+    dip_penalty,
+    kernel,
+    mmd2,
+    random_directions,
+    sliced_wasserstein2,
+)
 from pyro_vae.kinds import build
 from pyro_vae.objectives import ScaleLatents, make_elbo
 
@@ -103,13 +111,17 @@ def test_each_objective_reduces_to_its_special_case():
         (["--elbo", "wae-mmd", "--mmd-weight", "-1"], "mmd_weight must be"),
         (["--elbo", "wae-mmd", "--mmd-kernel", "cauchy"], "mmd_kernel must be one of imq, rbf"),
         (["--elbo", "info-mmd", "--info-alpha", "2"], r"info_alpha must lie in \[0, 1\]"),
+        (["--elbo", "swae", "--swd-weight", "nan"], "swd_weight must be a finite number"),
+        (["--elbo", "swae", "--swd-projections", "0"], "swd_projections must be at least 1"),
+        (["--elbo", "dip-i", "--dip-diag", "-2"], "dip_diag must be a finite number"),
+        (["--elbo", "dip-ii", "--guide", "iaf"], "use --guide normal"),
     ],
 )
 def test_options_are_refused_in_one_line(flags, match, capsys):
     assert re.search(match, one_line_error(capsys, ["train", *flags]))
 
 
-@pytest.mark.parametrize("name", ["wae-mmd", "info-mmd"])
+@pytest.mark.parametrize("name", ["wae-mmd", "info-mmd", "swae", "dip-i", "dip-ii"])
 def test_a_cli_run_trains_with_each(name, tmp_path, tiny_mnist_dir):
     out = tmp_path / name
     argv = ["train", "--data-dir", str(tiny_mnist_dir), "--elbo", name, "--z-dim", "2"]
@@ -129,3 +141,56 @@ def test_a_batch_of_one_has_no_mmd_term():
     loss = elbo.differentiable_loss(model, guide, x)
     assert torch.isfinite(loss)
     loss.backward()
+
+
+def test_the_sliced_wasserstein_estimate_matches_the_closed_form_between_gaussians():
+    """Between N(a, s² I) and N(b, t² I) every projection is a pair of 1-D Gaussians with
+    W₂² = (θ·(a - b))² + (s - t)²; over uniform directions, |a - b|² / d + (s - t)²."""
+    d, s, t, n = 4, 1.0, 0.5, 20000
+    a, b = torch.zeros(d), torch.tensor([1.0, -1.0, 0.5, 0.0])
+    gen = torch.Generator().manual_seed(0)
+    x = a + s * torch.randn(n, d, generator=gen)
+    y = b + t * torch.randn(n, d, generator=gen)
+    torch.manual_seed(0)
+    directions = random_directions(2000, d, x)
+    assert torch.allclose(directions.norm(dim=-1), torch.ones(2000))
+    exact = float((a - b).pow(2).sum()) / d + (s - t) ** 2
+    assert sliced_wasserstein2(x, y, directions).item() == pytest.approx(exact, rel=0.03)
+    assert sliced_wasserstein2(x, x[torch.randperm(n)], directions).item() == 0
+    with pytest.raises(ValueError, match="equally many draws"):
+        sliced_wasserstein2(x, y[:10], directions)
+
+
+def test_dip_penalises_the_covariance_of_the_means_or_of_q():
+    cov = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
+    assert dip_penalty(cov, 10.0, 3.0).item() == pytest.approx(10 * 0.5 + 3 * 1.0)
+    torch.manual_seed(0)
+    model, guide = build(ModelConfig(x_dim=10, z_dim=2, hidden=(8,)))
+    x = torch.bernoulli(torch.full((32, 10), 0.4))
+    q = guide.posterior(x)
+    loc, var = q.base_dist.loc.detach(), q.base_dist.scale.detach().pow(2)
+    cov_i = torch.cov(loc.T, correction=0)
+    elbo = loss_of(Trace_ELBO(), model, guide, x)
+    for name, cov in [("dip-i", cov_i), ("dip-ii", cov_i + torch.diag(var.mean(0)))]:
+        objective = make_elbo(name)
+        objective.configure(TrainConfig(elbo=name, dip_offdiag=2.0, dip_diag=5.0), 32)
+        expected = elbo + 32 * dip_penalty(cov, 2.0, 5.0).item()
+        assert loss_of(objective, model, guide, x) == pytest.approx(expected, rel=1e-5)
+
+
+def test_swae_is_the_reconstruction_term_plus_n_sliced_wasserstein():
+    torch.manual_seed(0)
+    model, guide = build(ModelConfig(x_dim=10, z_dim=2, hidden=(8,)))
+    x = torch.bernoulli(torch.full((32, 10), 0.4))
+    objective = make_elbo("swae")
+    objective.configure(TrainConfig(elbo="swae", swd_weight=0.0), 32)
+    with ScaleLatents(0.0):
+        recon = loss_of(Trace_ELBO(), model, guide, x)
+    assert loss_of(objective, model, guide, x) == pytest.approx(recon, rel=1e-6)
+    objective.configure(TrainConfig(elbo="swae", swd_weight=7.0, swd_projections=3), 32)
+    torch.manual_seed(0)
+    trace = poutine.trace(guide).get_trace(x)
+    draws = poutine.trace(poutine.replay(model, trace=trace)).get_trace(x).nodes["z"]["fn"].sample()
+    directions = random_directions(3, 2, draws)
+    sw = sliced_wasserstein2(trace.nodes["z"]["value"], draws, directions).item()
+    assert loss_of(objective, model, guide, x) == pytest.approx(recon + 7.0 * 32 * sw, rel=1e-4)
