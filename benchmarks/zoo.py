@@ -65,6 +65,13 @@ ZOO: dict[str, Entry] = {
     "swae": Entry("SWAE, λ = 10, 50 directions (Kolouri et al. 2019)", train={"elbo": "swae"}),
     "dip-i": Entry("DIP-VAE-I, λ_od = λ_d = 10 (Kumar et al. 2018)", train={"elbo": "dip-i"}),
     "dip-ii": Entry("DIP-VAE-II, λ_od = λ_d = 10 (Kumar et al. 2018)", train={"elbo": "dip-ii"}),
+    "factorvae": Entry("FactorVAE, γ = 10 (Kim & Mnih 2018)", train={"elbo": "factorvae"}),
+    "aae": Entry("adversarial AE, λ = 1 (Makhzani et al. 2016)", train={"elbo": "aae"}),
+    "rae": Entry(
+        "RAE-L2: point encoder, N(0, I) on z, decay 1e-3 (Ghosh et al. 2020)",
+        model={"guide": "delta"},
+        train={"weight_decay": 1e-3},
+    ),
     "planar": Entry(
         "VAE with 8 planar flows (Rezende & Mohamed 2015)",
         model={"guide": "flow", "flow": "planar:8"},

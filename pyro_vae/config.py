@@ -22,7 +22,7 @@ from .likelihoods import LIKELIHOODS
 from .nets import ACTIVATIONS, NETS
 from .objectives import ELBOS
 from .priors import PRIORS
-from .registry import Options, Registry, at_least_one, one_of, option
+from .registry import Options, Registry, at_least_one, non_negative, one_of, option
 from .traced import STEPS
 
 T = TypeVar("T")
@@ -177,6 +177,11 @@ class TrainConfig(*piece_options(ELBOS)):  # type: ignore[misc]
     adam_betas: tuple[float, float] = option(
         (0.9, 0.999), "Adam's decay rates of the gradient's moments", metavar=("BETA1", "BETA2")
     )
+    weight_decay: float = option(
+        0.0,
+        "L2 weight decay of the model's parameters (the decoder's; the guide's are not "
+        "decayed): with --guide delta, the regularised autoencoder RAE-L2",
+    )
     elbo: str = option("trace", f"objective: {_names(ELBOS)}")
     num_particles: int = option(
         1, "particles k per datum (iwae: the bound's k)", flag="--particles"
@@ -280,6 +285,7 @@ class TrainConfig(*piece_options(ELBOS)):  # type: ignore[misc]
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"adam_betas must lie in [0, 1); got {self.adam_betas}")
         self.adam_betas = (beta1, beta2)
+        non_negative(self, "weight_decay")
         ELBOS.check(self.elbo)
         if self.step not in STEPS:
             one_of(self.step, STEPS, "training step")

@@ -126,7 +126,9 @@ class Trainer:
             else None
         )
         self.world = distributed.world()
-        self.adversaries = adversaries(model)
+        # the model's adversaries, and those the objective brings (a critic of the codes)
+        self.critics = list(getattr(self.elbo, "adversaries", lambda *_: [])(model, guide, config))
+        self.adversaries = adversaries(model) + self.critics
         if self.adversaries and self.world.size > 1:
             raise ValueError(
                 f"{type(self.adversaries[0]).__name__} trains an adversary (a discriminator) "
@@ -147,8 +149,21 @@ class Trainer:
                 _ScaledLoss(self.loss, self.traced, self.world.size),
                 device_ids=[device.index] if device.type == "cuda" else None,
             )
+        # --weight-decay (RAE's L2 on the decoder): a group of the model's parameters that
+        # decays beside the guide's that do not; one group without it, as older runs saved
+        trained = [p for p in self.loss.parameters() if id(p) not in held_out]
+        groups: list[Any] = trained
+        if config.weight_decay > 0:
+            decayed = {id(p) for p in model.parameters()}
+            groups = [
+                {"params": [p for p in trained if id(p) not in decayed]},
+                {
+                    "params": [p for p in trained if id(p) in decayed],
+                    "weight_decay": config.weight_decay,
+                },
+            ]
         self.optimizer = torch.optim.Adam(
-            [p for p in self.loss.parameters() if id(p) not in held_out],
+            groups,
             lr=config.lr,
             betas=config.adam_betas,
             fused=_fused_adam_ok(device),
@@ -201,6 +216,8 @@ class Trainer:
             state["best"] = dict(self.best)
         if self.adversary_optimizers:
             state["adversaries"] = [o.state_dict() for o in self.adversary_optimizers]
+        if self.critics:  # the objective's, not the model's: saved with the training state
+            state["critics"] = [c.state_dict() for c in self.critics]
         return state
 
     def load_state_dict(self, state: dict[str, Any], path: str = "checkpoint") -> None:
@@ -215,6 +232,15 @@ class Trainer:
             )
         for optimizer, adversary_state in zip(self.adversary_optimizers, saved, strict=True):
             optimizer.load_state_dict(adversary_state)
+        critics = state.get("critics", [])
+        if len(critics) != len(self.critics):
+            raise ValueError(
+                f"{path} holds {len(critics)} critics of the codes and --elbo "
+                f"{self.config.elbo} trains {len(self.critics)}: resume with the objective the "
+                "run was trained with"
+            )
+        for critic, critic_state in zip(self.critics, critics, strict=True):
+            critic.load_state_dict(critic_state)
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"]["state"])
             # a changed --lr on resume scales the schedule (all of torch's used here are linear

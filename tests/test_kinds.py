@@ -136,6 +136,7 @@ LAYERS = [
         "objectives",
         "bounds",
         "divergences",
+        "critics",
         "samplers",
         "data",
         "checkpoint",
