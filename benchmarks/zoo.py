@@ -4,16 +4,18 @@
 
 Every model is the same MLP VAE (``--hidden``, ``--z-dim``, Adam 1e-3, batch 128, dynamic
 binarization on MNIST) with the pieces that make it that model swapped in (a guide, a prior,
-an objective). Each is trained through ``pyro_vae.run.train`` (its folder under ``--out``) and
-scored on the same test data:
+an objective, a model kind). Each is trained through ``pyro_vae.run.train`` (its folder under
+``--out``) and scored on the same test data:
 
 - test ELBO and importance-sampled log p(x) (k = ``--ll-samples``, nats per datum), where the
-  model defines a density (every row here does: pythae reports neither);
+  guide is a density to sample from (all but RAE's point encoder; pythae reports neither);
+  JointVAE's rows add log p(x) with the category summed out exactly, and the categories'
+  accuracy as classes;
 - reconstruction error: mean squared error of E[x | z], z the guide's point summary, per datum;
 - FD, precision and recall of 1,000 prior samples E[x|z] (:mod:`pyro_vae.quality`, features of
   the data set's own classifier: ``FD-mnist-classes``, never to be read as FID), and of as many
-  draws from a 10-component Gaussian mixture fitted to the training codes (``gmm:10``,
-  :mod:`pyro_vae.samplers`);
+  draws from each ex-post sampler fitted to the training codes (``--samplers``: a 10-component
+  Gaussian mixture, a 4-layer MAF, a two-stage VAE; :mod:`pyro_vae.samplers`), the best shown;
 - seconds per epoch (median).
 
 Writes ``zoo.json`` and ``zoo.md`` into ``--out`` after every row.
@@ -113,12 +115,15 @@ ZOO: dict[str, Entry] = {
 }
 # numbers a kind adds to its evaluation that the zoo keeps (JointVAE's)
 EXTRA = ("summed_log_likelihood", "summed_log_likelihood_stderr", "cluster_accuracy")
-SAMPLER = "gmm:10"
+SAMPLERS = ("gmm:10", "maf:4", "two-stage:256")
 
 
-def score(run: runs.Run, grey: data.Dataset, n: int, seed: int) -> dict:
-    """Reconstruction error, and FD / precision / recall of prior and GMM samples, against the
-    test images of ``grey`` (the data as loaded: grey levels, whatever the run binarizes)."""
+def score(
+    run: runs.Run, grey: data.Dataset, n: int, seed: int, specs: Sequence[str] = SAMPLERS
+) -> dict:
+    """Reconstruction error, and FD / precision / recall of prior samples and of each ex-post
+    sampler's (``specs``), against the test images of ``grey`` (the data as loaded: grey
+    levels, whatever the run binarizes). ``ex_post`` is the sampler with the lowest FD."""
     features = quality.resolve("auto", grey, device=run.trainer.device)
     result = quality.score(run, features, n, seed=seed, dataset=grey)
     real, _ = quality.real_images(run, n, seed, dataset=grey)
@@ -126,17 +131,21 @@ def score(run: runs.Run, grey: data.Dataset, n: int, seed: int) -> dict:
     with torch.no_grad():
         recon = run.reconstruct(real)
         codes = run.encode(run.data.train)
-        ex_post = None
-        if isinstance(codes, torch.Tensor):  # a sampler of one array of codes
-            sampler = samplers.fitted(SAMPLER, codes, seed=seed)
+        real_features = features(real)
+        by_sampler = {}
+        for spec in specs if isinstance(codes, torch.Tensor) else ():  # one array of codes
+            sampler = samplers.fitted(spec, codes, seed=seed)
             gen = torch.Generator().manual_seed(seed)
             drawn = run.decode(sampler.sample(len(real), generator=gen)).to(real.device)
-            ex_post = quality.scores(real, drawn, features, features(real))
+            by_sampler[spec] = quality.scores(real, drawn, features, real_features)
+    best = min(by_sampler, key=lambda k: by_sampler[k]["fd"], default=None)
+    ex_post = None if best is None else {"sampler": best, **by_sampler[best]}
     return {
         "metric": result["metric"],
         "n": result["n"],
         "prior": result["prior"],
         "ex_post": ex_post,
+        "samplers": by_sampler,
         "reconstruction_mse": (recon - real).pow(2).flatten(1).sum(1).mean().item(),
         "feature_accuracy": result.get("feature_network", {}).get("test_accuracy"),
     }
@@ -146,13 +155,17 @@ def markdown(rows: Sequence[dict]) -> str:
     metric = rows[0]["quality"]["metric"] if rows else "FD"
     lines = [
         f"| model | test ELBO | test log p(x) | k | recon. MSE | {metric} prior | precision / "
-        f"recall | {metric} {SAMPLER} | precision / recall | s/epoch |",
+        f"recall | {metric} best ex-post | precision / recall | s/epoch |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         q, p, e = r["quality"], r["quality"]["prior"], r["quality"]["ex_post"]
         ll = r.get("log_likelihood")
-        ex_post = f"{e['fd']:.1f} | {e['precision']:.2f} / {e['recall']:.2f}" if e else "— | —"
+        ex_post = (
+            f"{e['fd']:.1f} ({e['sampler']}) | {e['precision']:.2f} / {e['recall']:.2f}"
+            if e
+            else "— | —"
+        )
         lines.append(
             f"| {r['model']}: {r['what']} | {r['elbo']:.2f} | "
             + (f"{ll:.2f} ± {r['log_likelihood_stderr']:.2f}" if ll is not None else "—")
@@ -177,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--samplers", nargs="*", default=list(SAMPLERS), help="ex-post samplers to score"
+    )
     p.add_argument("--out", default="runs/zoo")
     args = p.parse_args(argv)
 
@@ -214,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 "log_likelihood_stderr": result.get("log_likelihood_stderr"),
                 "importance_samples": result.get("importance_samples", 0),
                 "seconds_per_epoch": result.get("seconds_per_epoch_median", float("nan")),
-                "quality": score(run, grey, args.quality_samples, args.seed),
+                "quality": score(run, grey, args.quality_samples, args.seed, args.samplers),
                 **{k: result[k] for k in EXTRA if k in result},
             }
         )

@@ -101,9 +101,179 @@ def kmeans_pp(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
     return torch.stack(chosen)
 
 
+class Standardised:
+    """What the trained samplers share: codes standardised per coordinate before fitting (so
+    one learning rate and one initialisation suit every run's scale), a fit by Adam on minibatches
+    of the codes with a fixed seed, and draws mapped back. :attr:`history` holds the mean
+    training objective per datum (log-likelihood or ELBO of the standardised codes) every 100
+    steps."""
+
+    steps, batch_size, lr = 2000, 256, 1e-3
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.history: list[float] = []
+
+    def module(self, dim: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def objective(self, u: Tensor) -> Tensor:
+        """The mean per datum to maximise on standardised codes ``u``."""
+        raise NotImplementedError
+
+    def fit(self, codes: Tensor) -> Standardised:
+        x = codes.detach().float()
+        if len(x) < 2:
+            raise ValueError(f"{self.name} needs at least 2 codes to fit; got {len(x)}")
+        self.loc, self.scale = x.mean(0), x.std(0).clamp_min(1e-6)
+        u = (x - self.loc) / self.scale
+        # fitted wherever it is called, under no_grad too (a script scoring a trained run)
+        with torch.random.fork_rng(), torch.enable_grad():
+            torch.manual_seed(self.seed)
+            self.net = self.module(x.shape[1])
+            optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            self.history = []
+            for step in range(self.steps):
+                batch = u[torch.randint(len(u), (min(self.batch_size, len(u)),))]
+                loss = -self.objective(batch)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if step % 100 == 99:
+                    self.history.append(-loss.item())
+        self.net.eval()
+        return self
+
+    def draw(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """``n`` standardised draws."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.draw(n, generator) * self.scale + self.loc
+
+
+class AutoregressiveFlow(Standardised):
+    """A masked autoregressive flow (Papamakarios et al. 2017) of K layers fitted to the codes
+    by maximum likelihood: Pyro's ``AffineAutoregressive`` transforms, each used in the
+    direction that scores codes in one pass (codes -> noise) and draws sequentially, the
+    coordinates reversed between layers. Its :meth:`log_prob` is the fitted density."""
+
+    def __init__(self, layers: int = 4, seed: int = 0) -> None:
+        if layers < 1:
+            raise ValueError(f"maf:K needs K >= 1 layers; got {layers}")
+        super().__init__(seed)
+        self.layers, self.name = layers, f"maf:{layers}"
+
+    def module(self, dim: int) -> torch.nn.Module:
+        from pyro.distributions.transforms import AffineAutoregressive, Permute
+        from pyro.nn import AutoRegressiveNN
+
+        self.dim = dim
+        width = max(64, 4 * dim)
+        layers = [
+            AffineAutoregressive(AutoRegressiveNN(dim, [width, width])) for _ in range(self.layers)
+        ]
+        self.transforms: list = []  # noise -> codes: the layers, coordinates reversed between
+        for i, layer in enumerate(layers):
+            self.transforms.append(layer)
+            if i < self.layers - 1 and dim > 1:
+                self.transforms.append(Permute(torch.arange(dim - 1, -1, -1)))
+        return torch.nn.ModuleList(layers)
+
+    def _flow(self) -> torch.distributions.TransformedDistribution:
+        # each transform maps noise to codes in its fast direction inverted: noise <- codes
+        base = torch.distributions.Independent(
+            torch.distributions.Normal(torch.zeros(self.dim), torch.ones(self.dim)), 1
+        )
+        return torch.distributions.TransformedDistribution(
+            base,
+            [t.inv for t in reversed(self.transforms)],
+        )
+
+    def objective(self, u: Tensor) -> Tensor:
+        return self._flow().log_prob(u).mean()
+
+    @torch.no_grad()
+    def log_prob(self, codes: Tensor) -> Tensor:
+        """log of the fitted density at each code, (n,) (the standardisation's Jacobian in)."""
+        u = (codes.float() - self.loc) / self.scale
+        return self._flow().log_prob(u) - self.scale.log().sum()
+
+    def draw(self, n: int, generator: torch.Generator | None) -> Tensor:
+        u = torch.randn(n, self.dim, generator=generator)
+        for t in reversed(self.transforms):  # each in its sequential direction: noise -> codes
+            u = t.inv(u)
+        return u
+
+
+class TwoStageVAE(Standardised):
+    """The second stage of Dai & Wipf (2019): a VAE fitted to the codes, a Pyro model and guide
+    trained by SVI (``Trace_ELBO``)::
+
+        u ~ N(0, I_d),  z ~ N(g(u), γ² I)      (γ learned: the second stage's own scale)
+        q(u | z) = N(m(z), diag s(z)²)
+
+    (g, m, s: MLPs of width K). Draws are z = g(u) + γ ε, u, ε ~ N(0, I): where the first
+    stage's q(z) does not fill its prior, the second stage's does (γ falls towards 0 where the
+    codes lie near a manifold, and stays where they are noise)."""
+
+    def __init__(self, width: int = 256, seed: int = 0) -> None:
+        if width < 1:
+            raise ValueError(f"two-stage:K needs a width K >= 1; got {width}")
+        super().__init__(seed)
+        self.width, self.name = width, f"two-stage:{width}"
+
+    def module(self, dim: int) -> torch.nn.Module:
+        self.dim, w = dim, self.width
+        net = torch.nn.Module()
+        net.decoder = torch.nn.Sequential(
+            torch.nn.Linear(dim, w), torch.nn.ELU(), torch.nn.Linear(w, w), torch.nn.ELU(),
+            torch.nn.Linear(w, dim),
+        )  # fmt: skip
+        net.encoder = torch.nn.Sequential(
+            torch.nn.Linear(dim, w), torch.nn.ELU(), torch.nn.Linear(w, w), torch.nn.ELU(),
+            torch.nn.Linear(w, 2 * dim),
+        )  # fmt: skip
+        net.log_gamma = torch.nn.Parameter(torch.zeros(()))
+        return net
+
+    def model(self, z: Tensor) -> None:
+        import pyro
+        import pyro.distributions as dist
+
+        with pyro.plate("codes", len(z)):
+            u = pyro.sample("u", dist.Normal(torch.zeros_like(z), 1.0).to_event(1))
+            scale = self.net.log_gamma.exp()
+            pyro.sample("z", dist.Normal(self.net.decoder(u), scale).to_event(1), obs=z)
+
+    def guide(self, z: Tensor) -> None:
+        import pyro
+        import pyro.distributions as dist
+
+        loc, raw = self.net.encoder(z).chunk(2, -1)
+        with pyro.plate("codes", len(z)):
+            pyro.sample("u", dist.Normal(loc, torch.nn.functional.softplus(raw) + 1e-4).to_event(1))
+
+    def objective(self, u: Tensor) -> Tensor:
+        from pyro.infer import Trace_ELBO
+
+        return -Trace_ELBO().differentiable_loss(self.model, self.guide, u) / len(u)
+
+    def draw(self, n: int, generator: torch.Generator | None) -> Tensor:
+        u, noise = torch.randn(2, n, self.dim, generator=generator)
+        return self.net.decoder(u) + self.net.log_gamma.exp() * noise
+
+
 SAMPLERS: Registry = Registry("latent sampler")
 SAMPLERS.register(
     "gmm", GaussianMixture, "a K-component full-covariance Gaussian mixture fitted by EM"
+)
+SAMPLERS.register(
+    "maf", AutoregressiveFlow, "a K-layer masked autoregressive flow fitted by maximum likelihood"
+)
+SAMPLERS.register(
+    "two-stage", TwoStageVAE, "a second VAE on the codes, MLPs of width K (Dai & Wipf 2019)"
 )
 
 

@@ -156,6 +156,7 @@ def test_zoo_benchmark_smoke(tiny_mnist_dir, tmp_path):
     argv = ["--data-dir", str(tiny_mnist_dir), "--models", "vae", "planar", "jointvae-exact"]
     argv += ["--epochs", "1", "--train-size", "256", "--test-size", "32", "--ll-samples", "4"]
     argv += ["--quality-samples", "16", "--hidden", "16", "--z-dim", "3", "--out", str(out)]
+    argv += ["--samplers", "gmm:2", "two-stage:8"]
     done = subprocess.run(
         [sys.executable, "benchmarks/zoo.py", *argv],
         capture_output=True,
@@ -171,6 +172,9 @@ def test_zoo_benchmark_smoke(tiny_mnist_dir, tmp_path):
         assert r["quality"]["metric"] == "FD-mnist-classes" and r["quality"]["n"] == 16
         assert r["quality"]["reconstruction_mse"] > 0
     assert rows[0]["quality"]["ex_post"]["fd"] >= 0 and "summed_log_likelihood" not in rows[0]
+    scored = rows[0]["quality"]["samplers"]
+    assert set(scored) == {"gmm:2", "two-stage:8"}
+    assert rows[0]["quality"]["ex_post"]["fd"] == min(v["fd"] for v in scored.values())
     # JointVAE's codes are two sites (no one-array sampler); c summed out in its own column
     assert rows[2]["quality"]["ex_post"] is None and rows[2]["summed_log_likelihood"] < 0
     table = (out / "zoo.md").read_text()
