@@ -19,6 +19,7 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from .registry import Options, Registry, at_least_one, option
+from .spherical import HypersphericalUniform
 
 PriorLike = nn.Module | Distribution | Callable[[], Distribution]
 
@@ -47,6 +48,19 @@ class Flat(nn.Module):
 
     def forward(self) -> Distribution:
         return dist.ImproperUniform(constraints.real, (), (self.z_dim,))
+
+
+class SphericalUniform(nn.Module):
+    """p(z) uniform on the unit hypersphere S^{z_dim - 1} (Davidson et al. 2018): codes are
+    directions, with a guide whose z lies there too (``--guide spherical``)."""
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.register_buffer("_device", torch.zeros(0), persistent=False)
+
+    def forward(self) -> Distribution:
+        return HypersphericalUniform(self.z_dim, device=self._device.device)
 
 
 class LearnedNormal(nn.Module):
@@ -288,4 +302,7 @@ PRIORS.register(
 )
 PRIORS.register("laplace", Laplace, "Laplace, unit variance")
 PRIORS.register("student-t", StudentT, "Student-t, 5 degrees of freedom")
+PRIORS.register(
+    "spherical", SphericalUniform, "uniform on the unit hypersphere (with --guide spherical)"
+)
 PRIORS.register("flat", Flat, "improper, log p(z) = 0 (with --guide delta: an autoencoder)")

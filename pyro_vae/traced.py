@@ -164,7 +164,22 @@ class TracedLoss:
             self.traces += 1
             set_rng_state(state, args[0].device)  # tracing draws nothing; made sure of
         loss = graph(args)
-        if not _agree(loss.detach(), expected):
+        why = None if _agree(loss.detach(), expected) else "disagrees"
+        if why is None and new:
+            # a recorded op may have no derivative outside its autograd.Function (a Beta's
+            # draws, torch's _sample_dirichlet): a new graph's backward is tried once
+            try:
+                params = [p for p in self.module.parameters() if p.requires_grad]
+                torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            except RuntimeError as e:
+                why = f"its backward fails: {_first_line(e)}"
+        if why is not None and why != "disagrees":
+            set_rng_state(state, args[0].device)
+            with torch.no_grad():
+                for b, saved in zip(buffers, saved_buffers, strict=True):
+                    b.copy_(saved)
+            return self._fall_back(f"the traced loss is Pyro's, but {why}", args)
+        if why is not None:
             # undo the graph's step: put the draws and buffers back and let Pyro take it
             set_rng_state(state, args[0].device)
             with torch.no_grad():

@@ -76,6 +76,9 @@ INCOMPATIBLE = {
 
 
 def incompatible(prior: str, guide: str, objective: str) -> str | None:
+    # one on the sphere, the other in R^d: refused as the pair is built
+    if (prior == "spherical") != (guide == "spherical"):
+        return "put z on the unit sphere"
     for (p, g, o), message in INCOMPATIBLE.items():
         if p in (None, prior) and g in (None, guide) and o in (None, objective):
             return message
@@ -101,7 +104,7 @@ CRITICS = {"factorvae", "aae"}
 
 # guides with a test file of their own: here with the default objective, once per prior and
 # once per likelihood
-GUIDE_OWN_FILE = {"flow": "tests/test_flow_guide.py"}
+GUIDE_OWN_FILE = {"flow": "tests/test_flow_guide.py", "spherical": "tests/test_spherical.py"}
 
 
 def skipped(prior: str, likelihood: str, guide: str, objective: str) -> str | None:

@@ -20,6 +20,10 @@ def test_every_prior_with_every_guide_trains(name, guide):
         with pytest.raises(ValueError, match="use --guide normal or fullcov"):
             build(ModelConfig(x_dim=12, z_dim=3, prior=name, guide=guide))
         return
+    if (name == "spherical") != (guide == "spherical"):  # z on the sphere, or in R^d
+        with pytest.raises(ValueError, match="put z on the unit sphere"):
+            build(ModelConfig(x_dim=12, z_dim=3, prior=name, guide=guide, prior_components=4))
+        return
     model, g = build(
         ModelConfig(x_dim=12, z_dim=3, hidden=(16,), prior=name, guide=guide, prior_components=4)
     )

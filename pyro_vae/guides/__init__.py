@@ -15,11 +15,15 @@ from .fullcov import FullCovGuide
 from .hierarchical import BottomUpGuide, LadderGuide
 from .iaf import IAFGuide
 from .normal import NormalGuide
+from .spherical import SphericalGuide
 
 GUIDES.register("normal", NormalGuide, "diagonal Normal (default)")
 GUIDES.register("fullcov", FullCovGuide, "full-covariance Normal, predicted Cholesky factor")
 GUIDES.register("iaf", IAFGuide, "inverse autoregressive flows on a diagonal Normal")
 GUIDES.register("delta", DeltaGuide, "a point estimate (amortized MAP; with a flat prior: an AE)")
+GUIDES.register(
+    "spherical", SphericalGuide, "power spherical on the unit sphere (with --prior spherical)"
+)
 
 from .flow import FlowGuide  # noqa: E402  (registers itself, after the four above)
 
@@ -34,4 +38,5 @@ __all__ = [
     "LadderGuide",
     "M2Guide",
     "NormalGuide",
+    "SphericalGuide",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pyro.distributions import Delta, ImproperUniform
+from pyro.distributions import Delta, ImproperUniform, constraints
 from torch import nn
+from torch.distributions import Distribution
 
 from ..models import VAEModel
 from ..nets import MLP
@@ -59,15 +60,29 @@ class VAE(ModelKind):
 
 
 def check_proper(model: VAEModel, guide: nn.Module) -> None:
-    """An improper prior needs a point-mass guide: otherwise the ELBO is unbounded."""
+    """An improper prior needs a point-mass guide: otherwise the ELBO is unbounded. Prior and
+    guide put z in the same space: both on the unit sphere, or neither."""
     posterior = getattr(guide, "posterior", None)  # a user's guide may not have one
+    if posterior is None:
+        return
     with torch.no_grad():
-        if posterior is None or not isinstance(model.prior(), ImproperUniform):
-            return
-        q = posterior(torch.zeros(1, model.x_dim))
-    if not isinstance(getattr(q, "base_dist", q), Delta):
+        prior, q = model.prior(), posterior(torch.zeros(1, model.x_dim))
+    if on_sphere(prior) != on_sphere(q):
+        raise ValueError(
+            "--prior spherical and --guide spherical put z on the unit sphere, and a density "
+            "there has no counterpart in R^d: use both (or neither)"
+        )
+    if isinstance(prior, ImproperUniform) and not isinstance(getattr(q, "base_dist", q), Delta):
         raise ValueError(
             "the flat prior is improper: with a guide that has a density the ELBO is unbounded "
             "(the guide's entropy grows without limit); use --guide delta (a plain "
             "autoencoder) or a proper prior"
         )
+
+
+def on_sphere(d: Distribution) -> bool:
+    """Whether a distribution's support is the unit sphere (a user's may declare none)."""
+    try:
+        return isinstance(d.support, type(constraints.sphere))
+    except NotImplementedError:
+        return False
