@@ -103,6 +103,14 @@ ZOO: dict[str, Entry] = {
         "mixture-of-Gaussians prior, 10", model={"prior": "mog", "prior_components": 10}
     ),
     "tcvae": Entry("β-TCVAE, β = 6 (Chen et al. 2018)", train={"elbo": "tcvae"}),
+    "hyperspherical": Entry(
+        "hyperspherical VAE: power spherical q, uniform prior (De Cao & Aziz 2020)",
+        model={"guide": "spherical", "prior": "spherical"},
+    ),
+    "vqvae": Entry(
+        "VQ-VAE, 128 vectors of 2, 16 positions, learned prior (van den Oord et al. 2017)",
+        model={"model": "vqvae"},
+    ),
     "jointvae-exact": Entry(
         "JointVAE, 10 categories summed out exactly (TraceEnum_ELBO)",
         model={"model": "jointvae"},

@@ -130,6 +130,7 @@ LAYERS = [
         "inputs",
         "nets",
         "likelihoods",
+        "spherical",
         "priors",
         "guides",
         "models",

@@ -5,7 +5,7 @@ tests and one README line; a kind outside this package is named by import path
 (``--model mypkg.kinds:MyKind``) or through the ``pyro_vae.kinds`` entry point group.
 """
 
-from . import cvae, hvae, jointvae, m2, vae
+from . import cvae, hvae, jointvae, m2, vae, vqvae
 from .base import (
     KINDS,
     ModelKind,
@@ -31,4 +31,5 @@ __all__ = [
     "m2",
     "register",
     "vae",
+    "vqvae",
 ]
