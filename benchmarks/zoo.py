@@ -74,6 +74,10 @@ ZOO: dict[str, Entry] = {
         model={"guide": "delta"},
         train={"weight_decay": 1e-3},
     ),
+    "hvae-hmc": Entry(
+        "Hamiltonian VAE, K = 5, ε = 0.05, β_0 = 0.5 (Caterini et al. 2018)",
+        train={"elbo": "hvae-hmc"},
+    ),
     "planar": Entry(
         "VAE with 8 planar flows (Rezende & Mohamed 2015)",
         model={"guide": "flow", "flow": "planar:8"},

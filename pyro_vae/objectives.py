@@ -454,4 +454,4 @@ __all__ = [
 ]
 
 # the objectives of their own modules register themselves
-from . import bounds, critics, divergences  # noqa: E402,F401
+from . import bounds, critics, divergences, hamiltonian  # noqa: E402,F401

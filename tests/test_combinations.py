@@ -31,6 +31,7 @@ OBJECTIVES = {
     "dip-ii": {"elbo": "dip-ii"},
     "factorvae": {"elbo": "factorvae", "critic_hidden": (8,)},
     "aae": {"elbo": "aae", "critic_hidden": (8,)},
+    "hvae-hmc": {"elbo": "hvae-hmc", "hmc_steps": 2},
 }
 # objectives with a test file of their own: here once per prior and guide, and with a real-valued
 # likelihood (the others at their defaults)
@@ -45,6 +46,7 @@ OBJECTIVE_OWN_FILE = {
     "dip-ii": "tests/test_divergences.py",
     "factorvae": "tests/test_critics.py",
     "aae": "tests/test_critics.py",
+    "hvae-hmc": "tests/test_hamiltonian.py",
 }
 DEFAULTS = ("standard-normal", "bernoulli", "normal")
 INCOMPATIBLE = {

@@ -138,6 +138,7 @@ LAYERS = [
         "bounds",
         "divergences",
         "critics",
+        "hamiltonian",
         "samplers",
         "data",
         "checkpoint",
