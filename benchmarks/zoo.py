@@ -126,7 +126,13 @@ ZOO: dict[str, Entry] = {
     ),
 }
 # numbers a kind adds to its evaluation that the zoo keeps (JointVAE's)
-EXTRA = ("summed_log_likelihood", "summed_log_likelihood_stderr", "cluster_accuracy")
+EXTRA = (
+    "summed_log_likelihood",
+    "summed_log_likelihood_stderr",
+    "cluster_accuracy",
+    "bits_per_dim",
+    "elbo_bits_per_dim",
+)
 SAMPLERS = ("gmm:10", "maf:4", "two-stage:256")
 
 
@@ -181,6 +187,7 @@ def markdown(rows: Sequence[dict]) -> str:
         lines.append(
             f"| {r['model']}: {r['what']} | {r['elbo']:.2f} | "
             + (f"{ll:.2f} ± {r['log_likelihood_stderr']:.2f}" if ll is not None else "—")
+            + (f" ({r['bits_per_dim']:.3f} bits/dim)" if "bits_per_dim" in r else "")
             + f" | {r.get('importance_samples', 0)} | {q['reconstruction_mse']:.2f} | "
             f"{p['fd']:.1f} | {p['precision']:.2f} / {p['recall']:.2f} | {ex_post} | "
             f"{r['seconds_per_epoch']:.1f} |"
@@ -200,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--z-dim", type=int, default=32)
     p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
+    p.add_argument("--net", default="mlp", help="mlp, or conv (the convolutional nets)")
+    p.add_argument("--likelihood", default="bernoulli", help="e.g. logistic256 for colour")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -211,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     out = Path(args.out)
     ds = data.load(args.dataset, args.data_dir)
     grey = ds.subset(args.train_size, args.test_size)
-    base_model = ModelConfig(z_dim=args.z_dim, hidden=tuple(args.hidden))
+    base_model = ModelConfig(
+        z_dim=args.z_dim, hidden=tuple(args.hidden), net=args.net, likelihood=args.likelihood
+    )
     base_train = TrainConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
