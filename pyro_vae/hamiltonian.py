@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
+from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from .objectives import ELBOS, require_reparameterized
@@ -58,7 +59,9 @@ class HMCOptions(Options):
 
 
 def temperatures(beta0: float, steps: int) -> list[float]:
-    """β_0..β_K of the quadratic tempering schedule (β_K = 1)."""
+    """β_0..β_K of the quadratic tempering schedule (β_K = 1; no steps, no tempering)."""
+    if steps == 0:
+        return [1.0]
     root = 1 / math.sqrt(beta0)
     return [((1 - root) * k**2 / steps**2 + root) ** -2 for k in range(steps + 1)]
 
@@ -84,7 +87,7 @@ class HamiltonianELBO(Trace_ELBO):
         return sum(
             site["log_prob"]
             for site in trace.nodes.values()
-            if site["type"] == "sample" and site["log_prob"].dim() > 0
+            if site["type"] == "sample" and not site_is_subsample(site)
         )
 
     def differentiable_loss(self, model, guide, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -92,8 +95,14 @@ class HamiltonianELBO(Trace_ELBO):
         for _ in range(self.num_particles):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             require_reparameterized(guide_trace, "hvae-hmc")
-            latent = [s for s in guide_trace.nodes.values() if s["type"] == "sample"]
-            if [s["name"] for s in latent if not s["is_observed"]] != ["z"]:
+            latent = [
+                site["name"]
+                for site in guide_trace.nodes.values()
+                if site["type"] == "sample"
+                and not site["is_observed"]
+                and not site_is_subsample(site)
+            ]
+            if latent != ["z"]:
                 raise ValueError(
                     "--elbo hvae-hmc moves the one latent site 'z' of the guide: use --model vae"
                 )
@@ -101,8 +110,9 @@ class HamiltonianELBO(Trace_ELBO):
             z = guide_trace.nodes["z"]["value"]
             log_q = guide_trace.nodes["z"]["log_prob"]
             d = z.shape[-1]
-            momentum = torch.randn_like(z) / math.sqrt(self.beta0)
-            log_rho0 = torch.distributions.Normal(0.0, self.beta0**-0.5).log_prob(momentum).sum(-1)
+            beta0 = self.beta0 if self.steps else 1.0  # no steps: no tempering to undo
+            momentum = torch.randn_like(z) / math.sqrt(beta0)
+            log_rho0 = torch.distributions.Normal(0.0, beta0**-0.5).log_prob(momentum).sum(-1)
             z, momentum = self.flow(model, args, kwargs, z, momentum)
             log_rhoK = torch.distributions.Normal(0.0, 1.0).log_prob(momentum).sum(-1)
             bound = (
@@ -110,7 +120,7 @@ class HamiltonianELBO(Trace_ELBO):
                 + log_rhoK
                 - log_q
                 - log_rho0
-                - d / 2 * math.log(self.beta0)
+                - d / 2 * math.log(beta0)
             )
             loss = loss - bound.sum()
         return loss / self.num_particles
