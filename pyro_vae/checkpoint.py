@@ -274,8 +274,10 @@ def foreign(path: Path) -> str | None:
         try:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-            return None  # a damaged archive: torch.load names what is wrong
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+            # a damaged archive (a flipped byte can claim an unknown zip version or
+            # compression method): torch.load names what is wrong
+            return None
         if any(n.endswith("data.pkl") for n in names):
             return None
         return f"a zip archive of {', '.join(names[:3]) or 'nothing'} (an .npz?)"

@@ -146,16 +146,19 @@ def test_a_batch_of_one_has_no_mmd_term():
 def test_the_sliced_wasserstein_estimate_matches_the_closed_form_between_gaussians():
     """Between N(a, s² I) and N(b, t² I) every projection is a pair of 1-D Gaussians with
     W₂² = (θ·(a - b))² + (s - t)²; over uniform directions, |a - b|² / d + (s - t)²."""
-    d, s, t, n = 4, 1.0, 0.5, 20000
+    d, s, t, n = 4, 1.0, 0.5, 5000
     a, b = torch.zeros(d), torch.tensor([1.0, -1.0, 0.5, 0.0])
     gen = torch.Generator().manual_seed(0)
     x = a + s * torch.randn(n, d, generator=gen)
     y = b + t * torch.randn(n, d, generator=gen)
     torch.manual_seed(0)
-    directions = random_directions(2000, d, x)
-    assert torch.allclose(directions.norm(dim=-1), torch.ones(2000))
-    exact = float((a - b).pow(2).sum()) / d + (s - t) ** 2
-    assert sliced_wasserstein2(x, y, directions).item() == pytest.approx(exact, rel=0.03)
+    directions = random_directions(500, d, x)
+    assert torch.allclose(directions.norm(dim=-1), torch.ones(500))
+    # given the directions, exactly mean_l (θ_l·(a - b))² + (s - t)²: what is left is sampling
+    given = ((directions @ (a - b)) ** 2).mean().item() + (s - t) ** 2
+    assert sliced_wasserstein2(x, y, directions).item() == pytest.approx(given, rel=0.03)
+    # and over uniform directions |a - b|² / d + (s - t)²
+    assert given == pytest.approx(float((a - b).pow(2).sum()) / d + (s - t) ** 2, rel=0.1)
     assert sliced_wasserstein2(x, x[torch.randperm(n)], directions).item() == 0
     with pytest.raises(ValueError, match="equally many draws"):
         sliced_wasserstein2(x, y[:10], directions)
