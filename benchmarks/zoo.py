@@ -107,6 +107,10 @@ ZOO: dict[str, Entry] = {
         "mixture-of-Gaussians prior, 10", model={"prior": "mog", "prior_components": 10}
     ),
     "tcvae": Entry("β-TCVAE, β = 6 (Chen et al. 2018)", train={"elbo": "tcvae"}),
+    "logcosh": Entry(
+        "log-cosh VAE, a = 10 (PyTorch-VAE's LogCoshVAE), on grey levels",
+        model={"likelihood": "logcosh"},
+    ),
     "hyperspherical": Entry(
         "hyperspherical VAE: power spherical q, uniform prior (De Cao & Aziz 2020)",
         model={"guide": "spherical", "prior": "spherical"},
@@ -233,12 +237,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         test_size=args.test_size,
         device=args.device,
     )
+    slug = Path(args.dataset.split(":", 1)[-1]).name or "data"  # folder:../cifar10 -> cifar10
     rows: list[dict] = []
     for name in args.models:
         entry = ZOO[name]
         model_config = replace(base_model, **entry.model)
         train_config = replace(base_train, **entry.train)
-        folder = out / f"{args.dataset}-{name}-{args.epochs}ep"
+        folder = out / f"{slug}-{name}-{args.epochs}ep"
         run, result = runs.train(model_config, train_config, folder, dataset=ds, progress=False)
         rows.append(
             {

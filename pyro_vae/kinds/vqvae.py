@@ -171,6 +171,7 @@ class VQVAE(ModelKind):
     options = VQOptions
     guides = VQ_GUIDES
     reconstruction_title = "test data (top) and E[x|z], z = the nearest codebook vectors (bottom)"
+    centres_inputs = True
 
     def check(self, config: Any) -> None:
         super().check(config)
@@ -191,6 +192,9 @@ class VQVAE(ModelKind):
         encoder, decoder = self.conv_nets(
             config, config.z_dim, getattr(likelihood, "params_per_pixel", 1)
         )
+        if encoder is None and config.centred:  # the MLP reading 2x - 1, as the VAE's
+            encoder = MLP(config.x_dim, config.hidden, config.z_dim, config.activation)
+            encoder.centred = True
         guide = self.guides.choose(config.guide)(
             config.x_dim,
             config.z_dim,
