@@ -156,32 +156,43 @@ def test_help_shows_defaults_and_run_lists_the_experiments():
         ),
         (["--model", "cvae"], {"z"}),
         (["--model", "m2", "--labels", "20", "--elbo", "enum"], {"z", "y_probs"}),
+        (["--model", "jointvae", "--elbo", "enum", "--categories", "3"], {"z", "c_probs"}),
+        (["--model", "vqvae", "--codebook-size", "4", "--code-dim", "1"], {"z"}),
+        (["--guide", "spherical", "--prior", "spherical"], {"z"}),
     ],
 )
-def test_encode_writes_every_guides_point_summary(args, sites, tiny_mnist_dir, tmp_path):
+def test_encode_writes_every_guides_point_summary(
+    args, sites, tiny_mnist_dir, tmp_path, capsys, monkeypatch
+):
+    """In one process (the CLI's main, as the console script calls it): the subprocess twin of
+    these steps is test_resume_and_evaluate_and_sample."""
     import numpy as np
 
+    from pyro_vae import cli as pyro_vae_cli
+
+    monkeypatch.setenv("PYRO_VAE_DATA", "")
     out = tmp_path / "run"
-    done = cli(
+    assert pyro_vae_cli.main([
         "train", "--data-dir", str(tiny_mnist_dir), "--epochs", "1", "--train-size", "200",
         "--test-size", "30", "--z-dim", "2", "--hidden", "16", "--ll-samples", "0",
         "--out", str(out), "--no-progress", *args,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    done = cli("encode", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist_dir))
-    assert done.returncode == 0, done.stderr
+    ]) == 0  # fmt: skip
+    encode = ["encode", str(out / "checkpoint.pt"), "--data-dir", str(tiny_mnist_dir)]
+    assert pyro_vae_cli.main(encode) == 0
     codes = np.load(out / "codes.npz")
     # and each site's loc and scale where q is a mean-field Normal given x alone (not M2's)
     posterior = {f"{s}_{p}" for s in sites for p in ("loc", "scale")}
     assert sites | {"labels", "names"} <= set(codes.files)
     assert set(codes.files) <= sites | {"labels", "names"} | posterior
     assert all(codes[s].shape[0] == 30 and np.isfinite(codes[s]).all() for s in sites)
-    done = cli("sample", str(out / "checkpoint.pt"), "--n", "12", "--seed", "1")
+    capsys.readouterr()
+    done = pyro_vae_cli.main(["sample", str(out / "checkpoint.pt"), "--n", "12", "--seed", "1"])
     if "flat" in args:
-        assert done.returncode == 1 and not (out / "samples-n12-seed1.png").exists()
-        assert done.stderr.count("\n") == 1 and "cannot be sampled" in done.stderr
+        err = capsys.readouterr().err
+        assert done == 1 and not (out / "samples-n12-seed1.png").exists()
+        assert err.count("\n") == 1 and "cannot be sampled" in err
     else:
-        assert done.returncode == 0 and (out / "samples-n12-seed1.png").stat().st_size > 0
+        assert done == 0 and (out / "samples-n12-seed1.png").stat().st_size > 0
 
 
 def test_hvae_run_folder(tiny_mnist_dir, tmp_path):
