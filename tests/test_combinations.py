@@ -102,6 +102,8 @@ ADVERSARIAL = {"vaegan"}
 # objectives with a critic of the codes: the logged ELBO leaves out the critic's term, which
 # the encoder trades it against
 CRITICS = {"factorvae", "aae"}
+# objectives with a statistic of the batch's codes against prior draws (MMD, SW²)
+NOISY = {"wae-mmd", "info-mmd", "swae"}
 
 
 # guides with a test file of their own: here with the default objective, once per prior and
@@ -157,8 +159,13 @@ def test_combination(prior, likelihood, guide, objective):
     history = trainer.fit(DATA, 20, progress=False)
     objective_values = [r["train_elbo"] for r in history]
     assert all(math.isfinite(v) for v in objective_values)
-    # the objective itself changes while β ramps up, or as an adversary trains its features
-    if objective != "beta4-warmup" and likelihood not in ADVERSARIAL and objective not in CRITICS:
+    # the objective itself changes while β ramps up, or as an adversary trains its features;
+    # and where the prior is made of the guide's posteriors (VampPrior), the distance of q(z) to
+    # it moves with the guide: under the MMD and SW² objectives (one noisy step per epoch here)
+    # the 20 steps' trend went either way from run to run
+    moving = prior == "vampprior" and objective in NOISY
+    changing = objective == "beta4-warmup" or likelihood in ADVERSARIAL or objective in CRITICS
+    if not (changing or moving):
         assert sum(objective_values[-5:]) > sum(objective_values[:5])
 
 
