@@ -24,10 +24,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pyro.infer import Trace_ELBO
 from torch import Tensor
 
-from .objectives import ELBOS, _log_sum, _split_params, require_reparameterized
+from .objectives import (
+    ELBOS,
+    DifferentiableObjective,
+    _log_sum,
+    _split_params,
+    require_reparameterized,
+)
 from .registry import Options, at_least_one, option
 
 
@@ -52,7 +57,7 @@ def log_mean_exp(log_w: Tensor, dim: int) -> Tensor:
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
-class ImportanceBound(Trace_ELBO):
+class ImportanceBound(DifferentiableObjective):
     """The base of the three: M·K vectorized particles per datum, the bound from their
     log-weights (:meth:`bound`, shape (batch,)), its negative sum the loss."""
 
@@ -91,15 +96,6 @@ class ImportanceBound(Trace_ELBO):
 
     def differentiable_loss(self, model, guide, *args, **kwargs):  # type: ignore[no-untyped-def]
         return -self.bound(self.log_weights(model, guide, args, kwargs)).sum()
-
-    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
 
 
 class MIWAE(ImportanceBound):

@@ -28,10 +28,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 from torch import Tensor, nn
 
-from .objectives import ELBOS, ScaleLatents
+from .objectives import ELBOS, DifferentiableObjective, ScaleLatents
 from .registry import Options, non_negative, option
 
 
@@ -132,7 +131,7 @@ def permute_dims(z: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return torch.stack(cols, -1)
 
 
-class CriticObjective(Trace_ELBO):
+class CriticObjective(DifferentiableObjective):
     """The ELBO (FactorVAE) or the reconstruction term alone (AAE); the critic's term is its
     adversary's (:meth:`adversaries`)."""
 
@@ -160,15 +159,6 @@ class CriticObjective(Trace_ELBO):
             with ScaleLatents(0.0):
                 return super().differentiable_loss(model, guide, *args, **kwargs)
         return super().differentiable_loss(model, guide, *args, **kwargs)
-
-    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
 
 
 ELBOS.register(

@@ -41,10 +41,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pyro.infer import Trace_ELBO
 from torch import Tensor
 
-from .objectives import ELBOS
+from .objectives import ELBOS, DifferentiableObjective
 from .registry import Options, at_least_one, non_negative, option
 
 KERNELS = ("imq", "rbf")
@@ -95,7 +94,7 @@ class MMDOptions(Options):
             raise ValueError(f"info_alpha must lie in [0, 1] (e.g. 0); got {self.info_alpha}")
 
 
-class AggregateObjective(Trace_ELBO):
+class AggregateObjective(DifferentiableObjective):
     """The reconstruction term, the latent log-density terms weighted by
     :meth:`coefficients` ``[0]``, and n times a statistic of the batch's codes
     (:meth:`penalty`) weighted by ``[1]``; see the module's formulas."""
@@ -133,15 +132,6 @@ class AggregateObjective(Trace_ELBO):
             penalty = n * self.penalty(codes, *fns) if n > 1 else codes.sum() * 0
             loss = loss - observed - latent_weight * latent + penalty_weight * penalty
         return loss / self.num_particles
-
-    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        with torch.no_grad():
-            return float(self.differentiable_loss(model, guide, *args, **kwargs))
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
 
 
 def prior_draws(prior: Any, name: str, like: Tensor) -> Tensor:

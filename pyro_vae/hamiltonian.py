@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from .objectives import ELBOS, require_reparameterized
+from .objectives import ELBOS, DifferentiableObjective, require_reparameterized
 from .registry import Options, non_negative, option
 
 
@@ -66,7 +65,7 @@ def temperatures(beta0: float, steps: int) -> list[float]:
     return [((1 - root) * k**2 / steps**2 + root) ** -2 for k in range(steps + 1)]
 
 
-class HamiltonianELBO(Trace_ELBO):
+class HamiltonianELBO(DifferentiableObjective):
     """The bound of the module's docstring, one draw per datum (``num_particles`` averaged)."""
 
     def __init__(self, num_particles: int = 1) -> None:
@@ -147,14 +146,6 @@ class HamiltonianELBO(Trace_ELBO):
             self.log_joint(model, args, kwargs, z).sum(), z, create_graph=True
         )
         return grad
-
-    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        return float(self.differentiable_loss(model, guide, *args, **kwargs).detach())
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()
 
 
 ELBOS.register(

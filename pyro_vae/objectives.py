@@ -243,6 +243,21 @@ def _latent_gaussians(guide_trace: poutine.Trace) -> list[tuple[Tensor, Tensor, 
     return out
 
 
+class DifferentiableObjective(Trace_ELBO):
+    """An objective defined by its ``differentiable_loss`` (a loss tensor to minimise): its
+    ``loss`` (the value, without gradients) and ``loss_and_grads`` (backpropagated) follow from
+    it, so that every way Pyro's SVI or the trainer calls it optimises the same objective."""
+
+    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()
+
+
 @dataclass
 class TCVAEOptions(Options):
     """Options of β-TCVAE (``--elbo tcvae``)."""
@@ -253,7 +268,7 @@ class TCVAEOptions(Options):
         non_negative(self, "tc_weight")
 
 
-class TCVAE_ELBO(Trace_ELBO):
+class TCVAE_ELBO(DifferentiableObjective):
     """β-TCVAE (Chen, Li, Grosse & Duvenaud 2018): the ELBO with the total-correlation part
     of its KL term weighted by β,
 
@@ -285,10 +300,6 @@ class TCVAE_ELBO(Trace_ELBO):
             loss = loss - elbo + (self.tc_weight - 1) * tc
         return loss / self.num_particles
 
-    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
 
 @dataclass
 class CapacityOptions(Options):
@@ -306,7 +317,7 @@ class CapacityOptions(Options):
             raise ValueError(f"capacity_epochs must be at least 1; got {self.capacity_epochs}")
 
 
-class CapacityELBO(Trace_ELBO):
+class CapacityELBO(DifferentiableObjective):
     """KL capacity annealing (Burgess et al. 2018, "Understanding disentangling in β-VAE"):
 
         E_q[log p(x|z)] - γ |KL(q(z|x) || p(z)) - C|,
@@ -348,10 +359,6 @@ class CapacityELBO(Trace_ELBO):
             batch = args[0].shape[0]
             loss = loss - rec + self.gamma * batch * (kl / batch - self.target).abs()
         return loss / self.num_particles
-
-    def loss(self, model, guide, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
 
 
 def _particles(k: int) -> dict[str, Any]:
@@ -446,6 +453,7 @@ __all__ = [
     "TCVAE_ELBO",
     "CapacityELBO",
     "DReG_ELBO",
+    "DifferentiableObjective",
     "ScaleLatents",
     "kl_weight",
     "make_elbo",
