@@ -270,8 +270,7 @@ class ModelKind:
         """E[x | z] for codes as :meth:`encode` gives them (``labels``: class indices, for the
         label-aware kinds)."""
         refuse_labels(self.name, labels)
-        with _local(run):
-            return torch.cat([run.model.decode(zb).mean for zb in site(codes, "z").split(1000)])
+        return decode_chunks(run, site(codes, "z"))
 
     @torch.no_grad()
     def sample(
@@ -300,6 +299,25 @@ def site(codes: dict[str, Tensor], name: str) -> Tensor:
             f"that pyro-vae encode wrote for this run (or a .npy of {name})"
         )
     return codes[name]
+
+
+def decode_chunks(run: RunView, *codes: Tensor, size: int = 1000) -> Tensor:
+    """E[x | codes...] (the model's ``decode(...).mean``), the codes (a latent and, for the
+    label-aware kinds, a one-hot class) split alike into chunks of ``size`` data."""
+    with _local(run):
+        chunks = zip(*(c.split(size) for c in codes), strict=True)
+        return torch.cat([run.model.decode(*parts).mean for parts in chunks])
+
+
+@torch.no_grad()
+def point_and_class(run: RunView, test: Data, name: str) -> dict[str, Tensor]:
+    """The guide's point summary of z and its class probabilities (``guide.classify``) for
+    each datum of ``test``: ``{"z", name}`` (M2's q(y | x), JointVAE's q(c | x))."""
+    with _local(run):
+        parts = evaluate.chunks(evaluate.as_args(test)[0], 1000)
+        z = torch.cat([run.guide.point(xb) for (xb,) in parts])
+        probs = torch.cat([run.guide.classify(xb) for (xb,) in parts])
+    return {"z": z, name: probs}
 
 
 def draw(prior: Any, n: int) -> Tensor:

@@ -14,7 +14,16 @@ from ..guides import ConditionalNormalGuide
 from ..models import CVAEModel
 from ..priors import temper
 from ..registry import Registry
-from .base import ModelKind, RunView, _local, draw, register, site, test_indices
+from .base import (
+    ModelKind,
+    RunView,
+    _local,
+    decode_chunks,
+    draw,
+    register,
+    site,
+    test_indices,
+)
 
 CONDITIONAL_GUIDES: Registry = Registry("guide of the label-aware models")
 CONDITIONAL_GUIDES.register("normal", ConditionalNormalGuide, "q(z | x, y), diagonal Normal")
@@ -124,14 +133,7 @@ class CVAE(ModelKind):
         self, run: RunView, codes: dict[str, Tensor], labels: Tensor | None = None
     ) -> Tensor:
         z = site(codes, "z")
-        y = self.one_hot(run, labels).to(z.device)
-        with _local(run):
-            return torch.cat(
-                [
-                    run.model.decode(zb, yb).mean
-                    for zb, yb in zip(z.split(1000), y.split(1000), strict=True)
-                ]
-            )
+        return decode_chunks(run, z, self.one_hot(run, labels).to(z.device))
 
     @torch.no_grad()
     def sample(

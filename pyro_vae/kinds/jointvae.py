@@ -35,7 +35,18 @@ from ..nets import MLP
 from ..priors import PriorLike, temper
 from ..registry import Options, Registry, at_least_one, option
 from ..runtime import FastPyroModule
-from .base import ModelKind, RunView, _local, active_units, draw, refuse_labels, register, site
+from .base import (
+    ModelKind,
+    RunView,
+    _local,
+    active_units,
+    decode_chunks,
+    draw,
+    point_and_class,
+    refuse_labels,
+    register,
+    site,
+)
 
 DISCRETE = ("exact", "relaxed")
 MIN_SCALE = 1e-4
@@ -315,11 +326,7 @@ class JointVAE(ModelKind):
     @torch.no_grad()
     def encode(self, run: RunView, test: Data) -> dict[str, Tensor]:
         """The mean of q(z | x) and q(c | x)'s probabilities."""
-        with _local(run):
-            parts = evaluate.chunks(evaluate.as_args(test)[0], 1000)
-            z = torch.cat([run.guide.point(xb) for (xb,) in parts])
-            probs = torch.cat([run.guide.classify(xb) for (xb,) in parts])
-        return {"z": z, "c_probs": probs}
+        return point_and_class(run, test, "c_probs")
 
     @torch.no_grad()
     def reconstruct(self, run: RunView, x: Tensor) -> Tensor:
@@ -335,14 +342,7 @@ class JointVAE(ModelKind):
         z = site(codes, "z")
         k = run.model_config.categories
         index = codes["c_probs"].argmax(-1) if "c_probs" in codes else torch.zeros_like(z[:, 0])
-        c = F.one_hot(index.long(), k).to(z)
-        with _local(run):
-            return torch.cat(
-                [
-                    run.model.decode(zb, cb).mean
-                    for zb, cb in zip(z.split(1000), c.split(1000), strict=True)
-                ]
-            )
+        return decode_chunks(run, z, F.one_hot(index.long(), k).to(z))
 
     @torch.no_grad()
     def sample(

@@ -13,7 +13,7 @@ from ..evaluate import Data
 from ..guides import M2Guide
 from ..models import M2Model
 from ..registry import Options, Registry, non_negative, option
-from .base import RunView, _local, active_units, register
+from .base import RunView, active_units, point_and_class, register
 from .cvae import CVAE
 
 M2_GUIDES: Registry = Registry("guide of M2")
@@ -114,11 +114,7 @@ class M2(CVAE):
     @torch.no_grad()
     def encode(self, run: RunView, test: Data) -> dict[str, Tensor]:
         """z at the most probable class, and q(y | x)'s probabilities."""
-        with _local(run):
-            parts = evaluate.chunks(evaluate.as_args(test)[0], 1000)
-            z = torch.cat([run.guide.point(xb) for (xb,) in parts])
-            probs = torch.cat([run.guide.classify(xb) for (xb,) in parts])
-        return {"z": z, "y_probs": probs}
+        return point_and_class(run, test, "y_probs")
 
     def data_view(self, run: RunView, x: Tensor, labels: Tensor | None = None) -> Data:
         return x  # M2 infers the class: q(y | x)
